@@ -1,0 +1,182 @@
+//! Channel: batches of events from every source to the one sink thread.
+//!
+//! Stage: between the sources and the sinks. In: [`Batch`]es built by a connection (events of one
+//! connection only, in order, bounded by `batch_max_events`/`batch_max_bytes` plus at most one
+//! receive buffer). Out: the same batches, in the order each producer sent them, to a single
+//! receiver. The channel is bounded in batches (`capacity`); what happens when it is full is
+//! [`WhenFull`]: `block` hands the batch back so the producer stops reading (backpressure), and
+//! `drop_newest` drops the batch and counts its events.
+//!
+//! A batch holds its events back to back in one `Vec<u8>`, each followed by `b'\n'`, so the common
+//! sink (raw events, newline separated) writes a whole batch with one call. Copying the event bytes
+//! out of the receive buffer into `Batch::data` is the one copy between the kernel and the sink.
+//! What it does not do: look inside events.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::codec::Codec;
+use crate::config::WhenFull;
+use crate::telemetry::Counters;
+
+/// Who sent a batch: fixed for the life of a connection, shared by all its batches.
+#[derive(Debug)]
+pub struct ConnMeta {
+    pub source: Arc<SourceMeta>,
+    /// Unique for the life of the process.
+    pub id: u64,
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+    /// `{"meta":{…},"event":` rendered once per connection for `metadata = "envelope"`.
+    pub envelope_prefix: Box<[u8]>,
+}
+
+/// What every connection of a source shares.
+#[derive(Debug)]
+pub struct SourceMeta {
+    pub name: String,
+    /// The socket path, as configured.
+    pub path: String,
+    pub codec: Codec,
+}
+
+/// A line that could not become an event, with the bytes to show for it.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// `invalid_json`, `invalid_utf8`, `oversized`, `incomplete`.
+    pub kind: &'static str,
+    pub detail: String,
+    /// 1-based line number within the connection.
+    pub line: u64,
+    /// Length of the whole line in bytes.
+    pub len: u64,
+    /// At most [`DEAD_LETTER_RAW_MAX`] leading bytes of the line.
+    pub raw: Vec<u8>,
+}
+
+/// How many leading bytes of a bad line a dead-letter record keeps.
+pub const DEAD_LETTER_RAW_MAX: usize = 4096;
+
+/// Events of one connection, in order, plus the lines of it that were dead-lettered.
+#[derive(Debug)]
+pub struct Batch {
+    pub conn: Arc<ConnMeta>,
+    /// Event bytes, each followed by `b'\n'`.
+    pub data: Vec<u8>,
+    /// End offset in `data` of each event (its `b'\n'` excluded); the next one starts one byte later.
+    pub ends: Vec<u32>,
+    pub dead: Vec<DeadLetter>,
+}
+
+impl Batch {
+    pub fn new(conn: Arc<ConnMeta>, bytes_hint: usize) -> Batch {
+        Batch {
+            conn,
+            data: Vec::with_capacity(bytes_hint),
+            ends: Vec::new(),
+            dead: Vec::new(),
+        }
+    }
+
+    #[inline]
+    pub fn push(&mut self, event: &[u8]) {
+        self.data.extend_from_slice(event);
+        self.ends.push(self.data.len() as u32);
+        self.data.push(b'\n');
+    }
+
+    pub fn events(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty() && self.dead.is_empty()
+    }
+
+    /// The events, without their separators.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut start = 0usize;
+        self.ends.iter().map(move |&end| {
+            let e = &self.data[start..end as usize];
+            start = end as usize + 1;
+            e
+        })
+    }
+}
+
+/// The producing half; clone one per worker. The channel closes when the last one is dropped.
+#[derive(Clone)]
+pub struct Sender {
+    tx: mpsc::Sender<Batch>,
+    when_full: WhenFull,
+    counters: Arc<Counters>,
+}
+
+pub type Receiver = mpsc::Receiver<Batch>;
+
+/// What became of a batch offered without waiting.
+pub enum Offer {
+    Sent,
+    /// `when_full = "drop_newest"` and the channel was full: the events were counted as dropped.
+    Dropped,
+    /// `when_full = "block"` and the channel is full: here is the batch back; stop reading.
+    Full(Batch),
+    /// The sink thread is gone; nothing more can be delivered.
+    Closed(Batch),
+}
+
+pub fn bounded(capacity: usize, when_full: WhenFull, counters: Arc<Counters>) -> (Sender, Receiver) {
+    let (tx, rx) = mpsc::channel(capacity);
+    (
+        Sender {
+            tx,
+            when_full,
+            counters,
+        },
+        rx,
+    )
+}
+
+impl Sender {
+    /// Offer a batch without waiting (the io_uring workers).
+    pub fn offer(&self, batch: Batch) -> Offer {
+        match self.tx.try_send(batch) {
+            Ok(()) => Offer::Sent,
+            Err(mpsc::error::TrySendError::Full(b)) => match self.when_full {
+                WhenFull::Block => Offer::Full(b),
+                WhenFull::DropNewest => {
+                    self.drop_batch(&b);
+                    Offer::Dropped
+                }
+            },
+            Err(mpsc::error::TrySendError::Closed(b)) => Offer::Closed(b),
+        }
+    }
+
+    /// Send a batch, waiting for room under `block` (the epoll path). `Err` when the sink is gone.
+    pub async fn send(&self, batch: Batch) -> Result<(), Batch> {
+        match self.offer(batch) {
+            Offer::Sent | Offer::Dropped => Ok(()),
+            Offer::Closed(b) => Err(b),
+            Offer::Full(b) => self.tx.send(b).await.map_err(|e| e.0),
+        }
+    }
+
+    /// Send a batch, blocking this thread for room (a worker's last batches at shutdown).
+    pub fn send_blocking(&self, batch: Batch) -> Result<(), Batch> {
+        match self.offer(batch) {
+            Offer::Sent | Offer::Dropped => Ok(()),
+            Offer::Closed(b) => Err(b),
+            Offer::Full(b) => self.tx.blocking_send(b).map_err(|e| e.0),
+        }
+    }
+
+    fn drop_batch(&self, b: &Batch) {
+        Counters::add(&self.counters.dropped, b.events() as u64);
+        // Dead letters are never dropped silently: they were counted when they were made, and
+        // a full channel under drop_newest loses their records; say so in the counter.
+        Counters::add(&self.counters.dropped, b.dead.len() as u64);
+    }
+}

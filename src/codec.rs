@@ -1,0 +1,375 @@
+//! Codec: the stage between framing and the channel.
+//!
+//! **In:** one line at a time (the bytes of a `framing::Frame::Line`), and the
+//! codec configured for its source.
+//!
+//! **Out:** `Ok(())` if the line is valid for that codec, else an [`Error`]
+//! saying why (the caller dead-letters the line, labelled with
+//! [`Error::kind`]). A line is never modified.
+//!
+//! - [`Codec::Json`]: the line must be exactly one JSON document (any JSON
+//!   value; surrounding whitespace allowed), as simd-json parses it: valid
+//!   UTF-8 throughout, nesting at most [`simd_json::DEFAULT_MAX_DEPTH`] (1024)
+//!   levels deep.
+//! - [`Codec::String`]: the line must be valid UTF-8.
+//! - [`Codec::Binary`]: every line is valid.
+//!
+//! **How:** simd-json unescapes strings in place, so [`Decoder::check`] copies
+//! the line into a reusable, padded scratch buffer and parses it there with
+//! [`simd_json::fill_tape_padded`], reusing simd-json's [`simd_json::Buffers`]
+//! and its [`simd_json::Tape`] from line to line. Once these have grown to the
+//! longest line seen, validating a line allocates nothing. Rejecting one
+//! allocates nothing either: an [`Error`] holds only static text and offsets.
+//!
+//! **Known gap:** simd-json rejects integers outside the `i64`/`u64` range
+//! (`123456789012345678901234567890` is "invalid number") unless its
+//! `big-int-as-float` feature is enabled, which makes it accept them, as
+//! serde_json does. See the ignored test `big_integers_are_valid`.
+//!
+//! **Not here:** splitting lines (`framing`), parsing into a value or
+//! re-serialising (lines go to sinks as the bytes that arrived), schema checks.
+
+use simd_json::{Buffers, ErrorType, Tape, INPUT_PADDING};
+
+/// How the lines of a source are validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// One JSON document per line.
+    Json,
+    /// UTF-8 text.
+    String,
+    /// Anything.
+    Binary,
+}
+
+/// Why a line was rejected.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// Not a single JSON document. `reason` is simd-json's error, `at` the
+    /// byte offset in the line where simd-json reported it (0 when the error
+    /// is about the line as a whole, e.g. an empty line).
+    #[error("invalid JSON: {reason} at byte {at}")]
+    InvalidJson { reason: &'static str, at: usize },
+    /// Not UTF-8 (with the json codec: not UTF-8 outside escapes);
+    /// `valid_up_to` is the length of the longest valid prefix.
+    #[error("invalid UTF-8 at byte {valid_up_to}")]
+    InvalidUtf8 { valid_up_to: usize },
+}
+
+impl Error {
+    /// A stable, snake_case label for dead-letter records and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::InvalidJson { .. } => "invalid_json",
+            Error::InvalidUtf8 { .. } => "invalid_utf8",
+        }
+    }
+}
+
+/// Validates lines for one codec; one per worker, reused for every line.
+pub struct Decoder {
+    codec: Codec,
+    /// simd-json's stage-1/stage-2 working memory.
+    buffers: Buffers,
+    /// A copy of the line being checked, followed by `INPUT_PADDING` bytes.
+    scratch: Vec<u8>,
+    /// Always empty between calls; kept for its allocation.
+    tape: Tape<'static>,
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("codec", &self.codec)
+            .field("scratch_capacity", &self.scratch.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Decoder {
+    /// A decoder for `codec`.
+    pub fn new(codec: Codec) -> Self {
+        Self {
+            codec,
+            buffers: Buffers::default(),
+            scratch: Vec::new(),
+            tape: Tape(Vec::new()),
+        }
+    }
+
+    /// The codec this decoder validates.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// Validates one line (separator already removed). Never modifies `line`;
+    /// allocates only while its reusable buffers grow to the longest line
+    /// seen so far.
+    pub fn check(&mut self, line: &[u8]) -> Result<(), Error> {
+        match self.codec {
+            Codec::Json => self.check_json(line),
+            Codec::String => match std::str::from_utf8(line) {
+                Ok(_) => Ok(()),
+                Err(e) => Err(Error::InvalidUtf8 {
+                    valid_up_to: e.valid_up_to(),
+                }),
+            },
+            Codec::Binary => Ok(()),
+        }
+    }
+
+    fn check_json(&mut self, line: &[u8]) -> Result<(), Error> {
+        let len = line.len();
+        self.scratch.clear();
+        self.scratch.extend_from_slice(line);
+        // The padding's content is irrelevant to simd-json; spaces keep it readable.
+        self.scratch.resize(len + INPUT_PADDING, b' ');
+        // Borrow the tape's allocation for the lifetime of this parse; it goes
+        // back, emptied, before `scratch` is touched again.
+        let mut tape = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
+        let parsed =
+            simd_json::fill_tape_padded(&mut self.scratch, len, &mut self.buffers, &mut tape);
+        self.tape = tape.reset();
+        parsed.map_err(|e| json_error(&e, line))
+    }
+}
+
+/// Turns a simd-json error into ours. Cold: only rejected lines get here.
+#[cold]
+#[inline(never)]
+fn json_error(e: &simd_json::Error, line: &[u8]) -> Error {
+    if matches!(e.error(), ErrorType::InvalidUtf8) {
+        // simd-json's stage 1 validates UTF-8 for the whole line but does not
+        // say where; std does.
+        if let Err(utf8) = std::str::from_utf8(line) {
+            return Error::InvalidUtf8 {
+                valid_up_to: utf8.valid_up_to(),
+            };
+        }
+    }
+    Error::InvalidJson {
+        reason: describe(e.error()),
+        at: e.index(),
+    }
+}
+
+/// A short, static description of a simd-json error type.
+fn describe(error: &ErrorType) -> &'static str {
+    match error {
+        ErrorType::Eof => "unexpected end of input",
+        ErrorType::TrailingData => "trailing data after the document",
+        ErrorType::DepthLimitExceeded => "nested too deeply",
+        ErrorType::InvalidEscape => "invalid escape sequence",
+        ErrorType::InvalidUnicodeEscape => "invalid \\u escape",
+        ErrorType::InvalidUnicodeCodepoint => "invalid unicode code point",
+        ErrorType::InvalidUtf8 => "invalid UTF-8",
+        ErrorType::InvalidNumber => "invalid number",
+        ErrorType::InvalidExponent => "invalid exponent",
+        ErrorType::UnterminatedString => "unterminated string",
+        ErrorType::UnexpectedCharacter => "unexpected character",
+        ErrorType::ExpectedArrayComma => "expected ',' or ']'",
+        ErrorType::ExpectedMapComma => "expected ',' or '}'",
+        ErrorType::ExpectedObjectColon => "expected ':'",
+        ErrorType::ExpectedObjectKey | ErrorType::KeyMustBeAString => "expected a string key",
+        ErrorType::ExpectedArrayContent => "expected a value or ']'",
+        ErrorType::ExpectedObjectContent => "expected a key or '}'",
+        ErrorType::ExpectedMapEnd => "expected '}'",
+        ErrorType::ExpectedNull | ErrorType::ExpectedTrue | ErrorType::ExpectedFalse => {
+            "invalid literal"
+        }
+        ErrorType::NoStructure => "no JSON value",
+        ErrorType::InputTooLarge => "line too large to parse (over 4 GiB)",
+        ErrorType::SimdUnsupported => "no SIMD support on this CPU",
+        _ => "malformed JSON",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(line: &[u8]) -> Result<(), Error> {
+        Decoder::new(Codec::Json).check(line)
+    }
+
+    fn nested(depth: usize) -> Vec<u8> {
+        let mut doc = vec![b'['; depth];
+        doc.extend(std::iter::repeat_n(b']', depth));
+        doc
+    }
+
+    #[test]
+    fn valid_json_documents() {
+        let docs: &[&[u8]] = &[
+            br#"{"a":1}"#,
+            br#"{"a":{"b":[1,2,{"c":null}]},"d":true,"e":false}"#,
+            br#"[]"#,
+            br#"{}"#,
+            br#""just a string""#,
+            b"42",
+            b"-0.5e-3",
+            b"1.7976931348623157e308",
+            b"18446744073709551615",
+            b"-9223372036854775808",
+            b"true",
+            b"null",
+            br#"{"emoji":"\ud83d\ude00"}"#,
+            b"{\"raw\":\"h\xc3\xa9 \xe2\x82\xac\"}",
+            b"  {\"a\": [1, 2]}  \t\r",
+            br#"{"a":"x\"y\\n","b":"\/\b\f\n\r\t\u0000"}"#,
+        ];
+        let mut decoder = Decoder::new(Codec::Json);
+        for doc in docs {
+            assert_eq!(
+                decoder.check(doc),
+                Ok(()),
+                "{}",
+                String::from_utf8_lossy(doc)
+            );
+        }
+    }
+
+    #[test]
+    fn escapes_do_not_modify_the_input() {
+        let line = br#"{"a":"x\"y\\n","b":"\u00e9\n"}"#.to_vec();
+        let before = line.clone();
+        let mut decoder = Decoder::new(Codec::Json);
+        assert_eq!(decoder.check(&line), Ok(()));
+        assert_eq!(line, before);
+        // and the reused scratch does not leak into the next line
+        assert_eq!(decoder.check(br#"{"a":"short"}"#), Ok(()));
+        assert_eq!(decoder.check(&line), Ok(()));
+    }
+
+    #[test]
+    fn invalid_json_documents() {
+        let docs: &[&[u8]] = &[
+            br#"{"a":1"#,
+            br#"{"a":1,}"#,
+            br#"{a:1}"#,
+            br#"{"a" 1}"#,
+            br#"[1 2]"#,
+            br#"{"a":"unterminated}"#,
+            br#"{"a":"bad \x escape"}"#,
+            br#"{"a":"\u12"}"#,
+            br#"{'a':1}"#,
+            b"01",
+            b"1.",
+            b"-",
+            b"tru",
+            b"nul",
+            b"NaN",
+            b"{\"a\":\"tab\tinside\"}",
+        ];
+        for doc in docs {
+            let err = json(doc).expect_err(&String::from_utf8_lossy(doc));
+            assert_eq!(
+                err.kind(),
+                "invalid_json",
+                "{}: {err}",
+                String::from_utf8_lossy(doc)
+            );
+        }
+    }
+
+    #[test]
+    #[ignore = "needs simd-json's big-int-as-float feature"]
+    fn big_integers_are_valid() {
+        assert_eq!(json(b"123456789012345678901234567890"), Ok(()));
+        assert_eq!(json(br#"{"id":-99999999999999999999}"#), Ok(()));
+    }
+
+    #[test]
+    fn out_of_range_floats_are_rejected() {
+        // like serde_json::Value (IgnoredAny accepts them)
+        assert!(json(b"1e400").is_err());
+        assert!(json(b"[-1e400]").is_err());
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_are_rejected() {
+        // like serde_json::Value (IgnoredAny accepts them)
+        assert!(json(br#""\ud800""#).is_err());
+        assert!(json(br#""\udc00x""#).is_err());
+        assert_eq!(json(br#""\ud83d\ude00""#), Ok(()));
+    }
+
+    #[test]
+    fn trailing_data_is_rejected() {
+        let err = json(br#"{"a":1} x"#).unwrap_err();
+        assert_eq!(err.kind(), "invalid_json");
+        assert!(json(br#"{"a":1}{"b":2}"#).is_err());
+        assert!(json(b"1 2").is_err());
+    }
+
+    #[test]
+    fn empty_and_blank_lines_are_rejected() {
+        for doc in [&b""[..], b" ", b" \t \r"] {
+            let err = json(doc).unwrap_err();
+            assert_eq!(err.kind(), "invalid_json");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_json_string_is_rejected() {
+        let err = json(b"{\"a\":\"caf\xe9\"}").unwrap_err();
+        assert_eq!(err, Error::InvalidUtf8 { valid_up_to: 9 });
+        assert_eq!(err.kind(), "invalid_utf8");
+        // an encoded surrogate is not UTF-8 either
+        assert!(json(b"\"\xed\xa0\x80\"").is_err());
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_rejected() {
+        assert_eq!(json(&nested(1000)), Ok(()));
+        let err = json(&nested(simd_json::DEFAULT_MAX_DEPTH + 1)).unwrap_err();
+        assert_eq!(
+            err,
+            Error::InvalidJson {
+                reason: "nested too deeply",
+                at: simd_json::DEFAULT_MAX_DEPTH,
+            },
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn decoder_recovers_after_errors_and_long_lines() {
+        let mut decoder = Decoder::new(Codec::Json);
+        let long = format!("[{}1]", "\"xxxxxxxxxxxxxxxx\",".repeat(10_000));
+        assert!(decoder.check(b"{").is_err());
+        assert_eq!(decoder.check(long.as_bytes()), Ok(()));
+        assert!(decoder.check(b"[1,]").is_err());
+        assert_eq!(decoder.check(b"{}"), Ok(()));
+        assert_eq!(decoder.check(long.as_bytes()), Ok(()));
+    }
+
+    #[test]
+    fn string_codec_checks_utf8_only() {
+        let mut decoder = Decoder::new(Codec::String);
+        assert_eq!(decoder.codec(), Codec::String);
+        assert_eq!(decoder.check(b"not json at all, caf\xc3\xa9"), Ok(()));
+        assert_eq!(decoder.check(b""), Ok(()));
+        let err = decoder.check(b"ab\xff").unwrap_err();
+        assert_eq!(err, Error::InvalidUtf8 { valid_up_to: 2 });
+        assert_eq!(err.to_string(), "invalid UTF-8 at byte 2");
+    }
+
+    #[test]
+    fn binary_codec_accepts_anything() {
+        let mut decoder = Decoder::new(Codec::Binary);
+        assert_eq!(decoder.check(b"\xff\x00{"), Ok(()));
+    }
+
+    #[test]
+    fn error_display_is_short_and_static() {
+        let err = json(b"[1,2").unwrap_err();
+        assert!(err.to_string().starts_with("invalid JSON: "), "{err}");
+    }
+
+    #[test]
+    fn decoder_is_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Decoder>();
+    }
+}

@@ -1,0 +1,162 @@
+//! Encoding for sinks: events (raw, JSON string, or in an envelope) and dead-letter records.
+//!
+//! In: event bytes as they were received and their connection's metadata. Out: bytes appended to
+//! a sink's output buffer. A JSON event goes out as its raw bytes, never re-serialised. Invalid
+//! UTF-8 inside a JSON string is written as Python's `backslashreplace` would (`\xff` as the four
+//! characters `\`, `x`, `f`, `f`). What it does not do: any I/O.
+
+use std::io::Write;
+
+use crate::channel::{Batch, ConnMeta, DeadLetter, SourceMeta};
+use crate::codec::Codec;
+use crate::config::{Format, MetadataMode};
+
+/// Append `bytes` as a quoted JSON string.
+pub fn json_str(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    let mut rest = bytes;
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                escape_into(out, s);
+                break;
+            }
+            Err(e) => {
+                let (good, bad) = rest.split_at(e.valid_up_to());
+                // SAFETY-free: from_utf8 said these bytes are valid.
+                escape_into(out, std::str::from_utf8(good).unwrap_or_default());
+                let n = e.error_len().unwrap_or(bad.len());
+                for b in &bad[..n] {
+                    let _ = write!(out, "\\\\x{b:02x}");
+                }
+                rest = &bad[n..];
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+fn escape_into(out: &mut Vec<u8>, s: &str) {
+    let b = s.as_bytes();
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f | 0x7f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&b[start..i]);
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{c:04x}");
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&b[start..]);
+}
+
+/// `{"meta":{"source":…,"unix_socket_server":{"path":…,"peer":id,"pid":…,"uid":…,"gid":…}},"event":`
+pub fn envelope_prefix(src: &SourceMeta, id: u64, pid: i32, uid: u32, gid: u32) -> Vec<u8> {
+    let mut v = Vec::with_capacity(128 + src.path.len());
+    v.extend_from_slice(b"{\"meta\":{\"source\":");
+    json_str(&mut v, src.name.as_bytes());
+    v.extend_from_slice(b",\"unix_socket_server\":{\"path\":");
+    json_str(&mut v, src.path.as_bytes());
+    let _ = write!(
+        v,
+        ",\"peer\":{id},\"pid\":{pid},\"uid\":{uid},\"gid\":{gid}}}}},\"event\":"
+    );
+    v
+}
+
+/// Can this format write a batch's `data` as it is (raw events, `\n` after each)?
+pub fn is_passthrough(format: &Format, source_codec: Codec) -> bool {
+    format.separator == Some(b'\n')
+        && format.metadata == MetadataMode::None
+        && !needs_quoting(format, source_codec)
+}
+
+fn needs_quoting(format: &Format, source_codec: Codec) -> bool {
+    format.codec == Codec::Json && source_codec != Codec::Json
+}
+
+/// Append every event of `batch` in `format`.
+pub fn batch(out: &mut Vec<u8>, format: &Format, batch: &Batch) {
+    let conn = &batch.conn;
+    if is_passthrough(format, conn.source.codec) {
+        out.extend_from_slice(&batch.data);
+        return;
+    }
+    let quote = needs_quoting(format, conn.source.codec);
+    for e in batch.iter() {
+        if format.metadata == MetadataMode::Envelope {
+            out.extend_from_slice(&conn.envelope_prefix);
+        }
+        if quote {
+            json_str(out, e);
+        } else {
+            out.extend_from_slice(e);
+        }
+        if format.metadata == MetadataMode::Envelope {
+            out.push(b'}');
+        }
+        if let Some(sep) = format.separator {
+            out.push(sep);
+        }
+    }
+}
+
+/// Append one dead-letter record as a JSON line.
+pub fn dead_letter(out: &mut Vec<u8>, conn: &ConnMeta, d: &DeadLetter) {
+    out.extend_from_slice(b"{\"error\":");
+    json_str(out, d.kind.as_bytes());
+    out.extend_from_slice(b",\"detail\":");
+    json_str(out, d.detail.as_bytes());
+    out.extend_from_slice(b",\"source\":");
+    json_str(out, conn.source.name.as_bytes());
+    out.extend_from_slice(b",\"path\":");
+    json_str(out, conn.source.path.as_bytes());
+    let _ = write!(
+        out,
+        ",\"peer\":{},\"pid\":{},\"uid\":{},\"gid\":{},\"line\":{},\"len\":{},\"truncated\":{},\"raw\":",
+        conn.id,
+        conn.pid,
+        conn.uid,
+        conn.gid,
+        d.line,
+        d.len,
+        (d.raw.len() as u64) < d.len
+    );
+    json_str(out, &d.raw);
+    out.extend_from_slice(b"}\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(b: &[u8]) -> String {
+        let mut v = Vec::new();
+        json_str(&mut v, b);
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn json_strings_round_trip_through_serde() {
+        for input in ["plain", "q\"uote", "back\\slash", "nl\nand\ttab", "\u{1}ctl", "üñí"] {
+            let back: String = serde_json::from_str(&s(input.as_bytes())).unwrap();
+            assert_eq!(back, input);
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_backslash_replaced() {
+        let back: String = serde_json::from_str(&s(b"a\xffb\xc3")).unwrap();
+        assert_eq!(back, "a\\xffb\\xc3");
+    }
+}

@@ -1,0 +1,153 @@
+//! One connection's ingest state, shared by the io_uring and the epoll loops.
+//!
+//! In: bytes as they were received, in order. Out: [`Batch`]es of validated events (and dead
+//! letters) for the channel. It runs framing ([`Framer`]) and the codec ([`Decoder`]) and copies
+//! each valid event once, from the receive buffer into the batch. What it does not do: read
+//! sockets, or decide what happens when the channel is full (its caller does).
+
+use std::sync::Arc;
+
+use crate::channel::{Batch, ConnMeta, DeadLetter, DEAD_LETTER_RAW_MAX};
+use crate::codec::Decoder;
+use crate::config::ChannelConfig;
+use crate::framing::{Frame, Framer, FramingConfig};
+use crate::telemetry::Counters;
+
+pub struct Conn {
+    pub meta: Arc<ConnMeta>,
+    framer: Framer,
+    batch: Option<Batch>,
+    /// Counted into the shared counters when the batch is taken, not per event.
+    events: u64,
+    bytes: u64,
+    dead: u64,
+}
+
+/// What a connection needs to know while it ingests; shared by all connections of a source.
+pub struct IngestCtx<'a> {
+    pub framing: &'a FramingConfig,
+    pub channel: &'a ChannelConfig,
+    pub counters: &'a Counters,
+}
+
+impl Conn {
+    pub fn new(meta: Arc<ConnMeta>) -> Conn {
+        Conn {
+            meta,
+            framer: Framer::new(),
+            batch: None,
+            events: 0,
+            bytes: 0,
+            dead: 0,
+        }
+    }
+
+    /// Frame and decode `data`. Returns true when the open batch has reached its bounds and
+    /// should be sent before more is read.
+    pub fn feed(&mut self, ctx: &IngestCtx<'_>, dec: &mut Decoder, data: &[u8]) -> bool {
+        self.bytes += data.len() as u64;
+        let mut sink = FrameSink {
+            meta: &self.meta,
+            batch: &mut self.batch,
+            dec,
+            events: &mut self.events,
+            dead: &mut self.dead,
+            hint: ctx.channel.batch_max_bytes.get().min(data.len().max(4096) * 2),
+        };
+        self.framer
+            .feed(ctx.framing, data, &mut |frame| sink.frame(frame));
+        self.batch_is_full(ctx)
+    }
+
+    /// The peer is gone (EOF, error, or shutdown): flush the unterminated last line.
+    pub fn finish(&mut self, ctx: &IngestCtx<'_>, dec: &mut Decoder) {
+        let mut sink = FrameSink {
+            meta: &self.meta,
+            batch: &mut self.batch,
+            dec,
+            events: &mut self.events,
+            dead: &mut self.dead,
+            hint: 4096,
+        };
+        self.framer.finish(ctx.framing, &mut |frame| sink.frame(frame));
+    }
+
+    fn batch_is_full(&self, ctx: &IngestCtx<'_>) -> bool {
+        self.batch.as_ref().is_some_and(|b| {
+            b.ends.len() >= ctx.channel.batch_max_events.get()
+                || b.data.len() >= ctx.channel.batch_max_bytes.get()
+        })
+    }
+
+    pub fn has_batch(&self) -> bool {
+        self.batch.is_some()
+    }
+
+    /// Take the open batch (if it holds anything) and count what it holds.
+    pub fn take_batch(&mut self, counters: &Counters) -> Option<Batch> {
+        Counters::add(&counters.events_in, std::mem::take(&mut self.events));
+        Counters::add(&counters.bytes_in, std::mem::take(&mut self.bytes));
+        Counters::add(&counters.dead_lettered, std::mem::take(&mut self.dead));
+        self.batch.take().filter(|b| !b.is_empty())
+    }
+}
+
+struct FrameSink<'a> {
+    meta: &'a Arc<ConnMeta>,
+    batch: &'a mut Option<Batch>,
+    dec: &'a mut Decoder,
+    events: &'a mut u64,
+    dead: &'a mut u64,
+    hint: usize,
+}
+
+impl FrameSink<'_> {
+    #[inline]
+    fn batch(&mut self) -> &mut Batch {
+        let (meta, hint) = (self.meta, self.hint);
+        self.batch
+            .get_or_insert_with(|| Batch::new(Arc::clone(meta), hint))
+    }
+
+    #[inline]
+    fn frame(&mut self, frame: Frame<'_>) {
+        match frame {
+            Frame::Line { bytes, line } | Frame::Truncated { bytes, line, .. } => {
+                match self.dec.check(bytes) {
+                    Ok(()) => {
+                        self.batch().push(bytes);
+                        *self.events += 1;
+                    }
+                    Err(e) => self.dead_letter(e.kind(), e.to_string(), line, bytes.len() as u64, bytes),
+                }
+            }
+            Frame::Oversized { head, len, line } => self.dead_letter(
+                "oversized",
+                format!("line of {len} bytes is longer than max_length; dropped"),
+                line,
+                len,
+                head,
+            ),
+            Frame::Incomplete { bytes, line } => self.dead_letter(
+                "incomplete",
+                "the connection ended in the middle of this line".to_string(),
+                line,
+                bytes.len() as u64,
+                bytes,
+            ),
+        }
+    }
+
+    #[cold]
+    fn dead_letter(&mut self, kind: &'static str, detail: String, line: u64, len: u64, raw: &[u8]) {
+        *self.dead += 1;
+        let raw = raw[..raw.len().min(DEAD_LETTER_RAW_MAX)].to_vec();
+        self.batch().dead.push(DeadLetter {
+            kind,
+            detail,
+            line,
+            len,
+            raw,
+        });
+    }
+}

@@ -1,0 +1,134 @@
+//! The `unix_socket_server` listener: safe creation of the socket file, and its removal on exit.
+//!
+//! In: a [`UnixServerConfig`]. Out: a listening [`std::os::unix::net::UnixListener`] at the
+//! configured path, with the configured mode and owner from its first moment. What it does not
+//! do: accept or read (the io_uring and epoll loops do).
+//!
+//! The path is `lstat`ed first: nothing there is fine; a socket that accepts a connection is a
+//! live gateway (refused); a socket that refuses one is stale (replaced); anything else, a regular
+//! file, a directory or a symlink, is refused and left untouched. The socket is bound in a private
+//! directory (mode 0700) beside the target, given its mode and owner there, and renamed into
+//! place, so there is no moment at which it is reachable with looser permissions.
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use crate::config::UnixServerConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("source {source_name}: socket path {path} is in use by a live process (a connection to it succeeded); stop it or choose another path")]
+    Live { source_name: String, path: PathBuf },
+    #[error("source {source_name}: socket path {path} is {what}; refusing to replace it")]
+    NotASocket {
+        source_name: String,
+        path: PathBuf,
+        what: &'static str,
+    },
+    #[error("source {source_name}: cannot {action} {path}: {err}")]
+    Io {
+        source_name: String,
+        action: &'static str,
+        path: PathBuf,
+        err: io::Error,
+    },
+}
+
+/// A bound listener whose socket file is removed on drop, if it is still ours.
+pub struct BoundSocket {
+    pub listener: UnixListener,
+    pub path: PathBuf,
+    dev_ino: (u64, u64),
+}
+
+impl Drop for BoundSocket {
+    fn drop(&mut self) {
+        if let Ok(m) = std::fs::symlink_metadata(&self.path) {
+            if (m.dev(), m.ino()) == self.dev_ino {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+pub fn bind(cfg: &UnixServerConfig) -> Result<BoundSocket, Error> {
+    let path = &cfg.path;
+    let io_err = |action: &'static str, p: &Path, err: io::Error| Error::Io {
+        source_name: cfg.name.clone(),
+        action,
+        path: p.to_owned(),
+        err,
+    };
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("inspect", path, e)),
+        Ok(m) => {
+            let ft = m.file_type();
+            let what = if ft.is_socket() {
+                None
+            } else if ft.is_symlink() {
+                Some("a symbolic link")
+            } else if ft.is_dir() {
+                Some("a directory")
+            } else if ft.is_file() {
+                Some("a regular file")
+            } else {
+                Some("not a socket")
+            };
+            if let Some(what) = what {
+                return Err(Error::NotASocket {
+                    source_name: cfg.name.clone(),
+                    path: path.clone(),
+                    what,
+                });
+            }
+            if UnixStream::connect(path).is_ok() {
+                return Err(Error::Live {
+                    source_name: cfg.name.clone(),
+                    path: path.clone(),
+                });
+            }
+            // Stale: the rename below replaces it atomically.
+        }
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let private = parent.join(format!(
+        ".ringway-bind-{}-{}",
+        std::process::id(),
+        cfg.name.replace('/', "_")
+    ));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(|e| io_err("create a private directory in", &parent, e))?;
+    let result = (|| {
+        let tmp = private.join("s");
+        let listener = UnixListener::bind(&tmp).map_err(|e| io_err("bind", path, e))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(cfg.permissions))
+            .map_err(|e| io_err("set permissions on", path, e))?;
+        if cfg.owner.is_some() || cfg.group.is_some() {
+            std::os::unix::fs::chown(&tmp, cfg.owner, cfg.group)
+                .map_err(|e| io_err("change the owner of", path, e))?;
+        }
+        std::fs::rename(&tmp, path).map_err(|e| io_err("move the socket into", path, e))?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&private);
+    let listener = result?;
+    let m = std::fs::symlink_metadata(path).map_err(|e| io_err("inspect", path, e))?;
+    // The backlog std gives (128) is raised to the configured one.
+    let _ = rustix::net::listen(&listener, cfg.backlog.min(i32::MAX as u32) as i32);
+    Ok(BoundSocket {
+        listener,
+        path: path.clone(),
+        dev_ino: (m.dev(), m.ino()),
+    })
+}
+
+use std::os::unix::fs::DirBuilderExt;

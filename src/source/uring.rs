@@ -1,0 +1,725 @@
+//! The io_uring read loop: the only module with `unsafe` code.
+//!
+//! Stage: source. In: listening sockets (one per source, shared by all workers). Out: batches on
+//! the channel. One ring per worker thread, created on that thread (SINGLE_ISSUER, DEFER_TASKRUN
+//! and COOP_TASKRUN where the kernel has them). Each worker arms a multishot accept on every
+//! listener and a multishot recv on every connection it accepted; recv picks its buffer from the
+//! worker's provided-buffer ring, so an idle connection costs no read buffer at all. The bytes of a
+//! completion are framed and decoded at once, copied into the connection's open batch (the one
+//! copy: see `channel`), and the buffer goes straight back to the ring.
+//!
+//! Backpressure: when the channel refuses a batch (`when_full = "block"`), the connection is
+//! parked: its recv is cancelled, completions already in flight are kept in its backlog (their
+//! buffers are held, not recycled), and nothing more is read from it, so its kernel socket buffer
+//! fills and the writer blocks. Parked connections are retried every millisecond; when the batch
+//! goes through, the backlog is processed and the recv re-armed. A multishot that ends without
+//! `MORE` (ENOBUFS included) is re-armed unless the connection is parked or finished.
+//!
+//! Shutdown: the accepts are cancelled; connections are read to EOF; at the deadline the rest are
+//! shut down for reading (their recv then ends with EOF and takes the normal path) and batches are
+//! sent blocking. The loop returns once nothing is in flight, so no buffer is freed while the
+//! kernel may still write to it.
+//!
+//! What it does not do: parse or frame (see `conn`), or write anywhere but the channel.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+
+use super::{SourceRt, Shutdown};
+use crate::channel::{Offer, Sender};
+use crate::codec::Decoder;
+use crate::config::ChannelConfig;
+use crate::source::conn::{Conn, IngestCtx};
+use crate::telemetry::{Counters, RateLimit};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("io_uring is not available ({0}); set io_mode = \"epoll\" or \"auto\"")]
+    Unavailable(io::Error),
+    #[error("io_uring worker {worker}: {what}: {err}")]
+    Ring {
+        worker: usize,
+        what: &'static str,
+        err: io::Error,
+    },
+}
+
+/// Buffers per worker's provided-buffer ring (a power of two).
+const RING_BUFFERS: u16 = 128;
+const BUF_GROUP: u16 = 0;
+const PARK_RETRY: Duration = Duration::from_millis(1);
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+// user_data: [kind:8][generation:24][index:32]
+const K_ACCEPT: u64 = 1;
+const K_RECV: u64 = 2;
+const K_WAKE: u64 = 3;
+const K_CANCEL: u64 = 4;
+
+fn ud(kind: u64, gen: u32, index: u32) -> u64 {
+    (kind << 56) | ((gen as u64 & 0xff_ffff) << 32) | index as u64
+}
+fn ud_parts(u: u64) -> (u64, u32, u32) {
+    (u >> 56, ((u >> 32) & 0xff_ffff) as u32, u as u32)
+}
+
+/// Can this process use io_uring as this loop needs it (ring, buffer ring, ext_arg)? Run once at
+/// start; `auto` falls back to epoll on `Err`.
+pub fn probe(buf_size: usize) -> Result<(), Error> {
+    let ring = build_ring().map_err(Error::Unavailable)?;
+    if !ring.params().is_feature_ext_arg() {
+        return Err(Error::Unavailable(io::Error::other(
+            "the kernel lacks IORING_FEAT_EXT_ARG (Linux 5.11+ needed, 6.0+ for multishot recv)",
+        )));
+    }
+    BufRing::new(&ring, 8, buf_size.min(4096)).map_err(Error::Unavailable)?;
+    Ok(())
+}
+
+fn build_ring() -> io::Result<IoUring> {
+    let attempts: [fn(&mut io_uring::Builder); 3] = [
+        |b| {
+            b.setup_single_issuer().setup_defer_taskrun();
+        },
+        |b| {
+            b.setup_coop_taskrun();
+        },
+        |_| {},
+    ];
+    let mut last = None;
+    for f in attempts {
+        let mut b = IoUring::builder();
+        b.setup_cqsize(8192);
+        f(&mut b);
+        match b.build(1024) {
+            Ok(r) => return Ok(r),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap())
+}
+
+/// The provided-buffer ring: `RING_BUFFERS` buffers of `buf_size` bytes, shared with the kernel.
+struct BufRing {
+    entries: *mut types::BufRingEntry,
+    entries_layout: std::alloc::Layout,
+    bufs: *mut u8,
+    bufs_layout: std::alloc::Layout,
+    buf_size: usize,
+    tail: u16,
+    /// Buffers handed to us by completions and not yet given back.
+    held: usize,
+}
+
+impl BufRing {
+    fn new(ring: &IoUring, count: u16, buf_size: usize) -> io::Result<BufRing> {
+        let entries_layout =
+            std::alloc::Layout::from_size_align(count as usize * 16, 4096).map_err(io::Error::other)?;
+        let bufs_layout = std::alloc::Layout::from_size_align(count as usize * buf_size, 4096)
+            .map_err(io::Error::other)?;
+        // SAFETY: both layouts have non-zero size (count ≥ 1, buf_size ≥ 64).
+        let (entries, bufs) = unsafe {
+            (
+                std::alloc::alloc_zeroed(entries_layout) as *mut types::BufRingEntry,
+                std::alloc::alloc(bufs_layout),
+            )
+        };
+        if entries.is_null() || bufs.is_null() {
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        }
+        let mut br = BufRing {
+            entries,
+            entries_layout,
+            bufs,
+            bufs_layout,
+            buf_size,
+            tail: 0,
+            held: 0,
+        };
+        // SAFETY: `entries` is page-aligned memory of `count` entries that lives until `self` is
+        // dropped, and `Worker` drops the ring (unregistering the group) before the BufRing.
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                entries as u64,
+                count,
+                BUF_GROUP,
+                0,
+            )?;
+        }
+        for bid in 0..count {
+            br.push(bid);
+        }
+        br.held = 0;
+        br.publish();
+        Ok(br)
+    }
+
+    fn mask(&self) -> u16 {
+        (self.entries_layout.size() / 16 - 1) as u16
+    }
+
+    /// Put buffer `bid` back at the ring's tail (visible to the kernel after `publish`).
+    fn push(&mut self, bid: u16) {
+        let idx = (self.tail & self.mask()) as usize;
+        // SAFETY: idx ≤ mask < count, so the entry is inside the allocation; the kernel only
+        // reads entries between its head and our published tail, and this one is past the tail.
+        let entry = unsafe { &mut *self.entries.add(idx) };
+        // SAFETY: bid < count, so the buffer lies inside `bufs`.
+        entry.set_addr(unsafe { self.bufs.add(bid as usize * self.buf_size) } as u64);
+        entry.set_len(self.buf_size as u32);
+        entry.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+        self.held = self.held.saturating_sub(1);
+    }
+
+    fn publish(&self) {
+        // SAFETY: the tail field of entry 0 is a u16 shared with the kernel; it is written only
+        // here, with release ordering so the entries above are visible before the new tail.
+        unsafe {
+            let tail = types::BufRingEntry::tail(self.entries) as *const AtomicU16;
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+
+    /// The bytes a completion put in buffer `bid`.
+    fn get(&self, bid: u16, len: usize) -> &[u8] {
+        assert!((bid as usize) < self.entries_layout.size() / 16 && len <= self.buf_size);
+        // SAFETY: in bounds (asserted); the kernel wrote `len` bytes and will not touch this
+        // buffer again until we push it back.
+        unsafe { std::slice::from_raw_parts(self.bufs.add(bid as usize * self.buf_size), len) }
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with these layouts; the ring that used them is gone.
+        unsafe {
+            std::alloc::dealloc(self.entries as *mut u8, self.entries_layout);
+            std::alloc::dealloc(self.bufs, self.bufs_layout);
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Recv {
+    Armed,
+    Cancelling,
+    Idle,
+}
+
+enum Chunk {
+    Data(u16, u32),
+    Eof,
+}
+
+struct Slot {
+    fd: OwnedFd,
+    gen: u32,
+    source: usize,
+    conn: Conn,
+    recv: Recv,
+    backlog: VecDeque<Chunk>,
+    parked: Option<crate::channel::Batch>,
+    /// EOF processed: close once nothing is parked.
+    done: bool,
+    dirty: bool,
+}
+
+pub struct WorkerArgs {
+    pub index: usize,
+    pub sources: Arc<Vec<SourceRt>>,
+    pub sender: Sender,
+    pub counters: Arc<Counters>,
+    pub channel: ChannelConfig,
+    pub shutdown: Arc<Shutdown>,
+}
+
+struct Worker {
+    // Field order is drop order: the ring (which unregisters the buffer group) before the buffers.
+    ring: IoUring,
+    bufs: BufRing,
+    args: WorkerArgs,
+    wake: OwnedFd,
+    wake_buf: Box<[u8; 8]>,
+    slots: Vec<Option<Slot>>,
+    free: Vec<u32>,
+    next_gen: u32,
+    decoders: [Decoder; 3],
+    pending_sqes: Vec<squeue::Entry>,
+    parked: Vec<u32>,
+    dirty: Vec<u32>,
+    nobufs: Vec<u32>,
+    accept_armed: Vec<bool>,
+    accept_retry_at: Vec<Option<Instant>>,
+    wake_armed: bool,
+    wake_cancelled: bool,
+    stopping: bool,
+    past_deadline: bool,
+    warn_limit: RateLimit,
+}
+
+/// Run one worker until shutdown has finished on it. Call on the worker's own thread.
+pub fn run_worker(args: WorkerArgs, wake: OwnedFd) -> Result<(), Error> {
+    let worker = args.index;
+    let ring_err = |what, err| Error::Ring { worker, what, err };
+    let ring = build_ring().map_err(|e| ring_err("setting up the ring", e))?;
+    let buf_size = args
+        .sources
+        .iter()
+        .map(|s| s.cfg.buf_size.get())
+        .max()
+        .unwrap_or(65536);
+    let bufs = BufRing::new(&ring, RING_BUFFERS, buf_size)
+        .map_err(|e| ring_err("registering the provided-buffer ring", e))?;
+    let n = args.sources.len();
+    let mut w = Worker {
+        ring,
+        bufs,
+        wake,
+        wake_buf: Box::new([0; 8]),
+        slots: Vec::new(),
+        free: Vec::new(),
+        next_gen: 1,
+        decoders: [
+            Decoder::new(crate::codec::Codec::Json),
+            Decoder::new(crate::codec::Codec::String),
+            Decoder::new(crate::codec::Codec::Binary),
+        ],
+        pending_sqes: Vec::new(),
+        parked: Vec::new(),
+        dirty: Vec::new(),
+        nobufs: Vec::new(),
+        accept_armed: vec![false; n],
+        accept_retry_at: vec![None; n],
+        wake_armed: false,
+        wake_cancelled: false,
+        stopping: false,
+        past_deadline: false,
+        warn_limit: RateLimit::new(5),
+        args,
+    };
+    w.arm_wake();
+    for s in 0..n {
+        w.arm_accept(s);
+    }
+    w.run().map_err(|e| ring_err("waiting for completions", e))
+}
+
+fn decoder_index(c: crate::codec::Codec) -> usize {
+    match c {
+        crate::codec::Codec::Json => 0,
+        crate::codec::Codec::String => 1,
+        crate::codec::Codec::Binary => 2,
+    }
+}
+
+impl Worker {
+    fn run(&mut self) -> io::Result<()> {
+        let mut cqes: Vec<(u64, i32, u32)> = Vec::with_capacity(1024);
+        loop {
+            self.flush_sqes()?;
+            if self.stopping && self.finished() {
+                return Ok(());
+            }
+            let timeout = self.wait_timeout();
+            let res = match timeout {
+                None => self.ring.submit_and_wait(1),
+                Some(t) => {
+                    let ts = types::Timespec::new()
+                        .sec(t.as_secs())
+                        .nsec(t.subsec_nanos());
+                    let args = types::SubmitArgs::new().timespec(&ts);
+                    self.ring.submitter().submit_with_args(1, &args)
+                }
+            };
+            match res {
+                Ok(_) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
+                Err(e) => return Err(e),
+            }
+            cqes.clear();
+            cqes.extend(
+                self.ring
+                    .completion()
+                    .map(|c| (c.user_data(), c.result(), c.flags())),
+            );
+            for &(u, res, flags) in &cqes {
+                self.complete(u, res, flags);
+            }
+            self.bufs.publish();
+            self.after_completions();
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.slots.iter().all(Option::is_none)
+            && !self.accept_armed.iter().any(|a| *a)
+            && !self.wake_armed
+    }
+
+    fn wait_timeout(&self) -> Option<Duration> {
+        let mut t: Option<Duration> = None;
+        let mut min = |d: Duration| t = Some(t.map_or(d, |x| x.min(d)));
+        if !self.parked.is_empty() || !self.nobufs.is_empty() {
+            min(PARK_RETRY);
+        }
+        let now = Instant::now();
+        for at in self.accept_retry_at.iter().flatten() {
+            min(at.saturating_duration_since(now));
+        }
+        if self.stopping && !self.past_deadline {
+            if let Some(d) = self.args.shutdown.deadline() {
+                min(d.saturating_duration_since(now).max(Duration::from_millis(1)));
+            }
+        }
+        t
+    }
+
+    fn push_sqe(&mut self, e: squeue::Entry) {
+        self.pending_sqes.push(e);
+    }
+
+    fn flush_sqes(&mut self) -> io::Result<()> {
+        let mut i = 0;
+        while i < self.pending_sqes.len() {
+            {
+                let mut sq = self.ring.submission();
+                while i < self.pending_sqes.len() {
+                    // SAFETY: every entry's pointers (wake_buf, buffer ring) outlive the ring,
+                    // and fds stay open until their operations have completed.
+                    if unsafe { sq.push(&self.pending_sqes[i]) }.is_err() {
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            if i < self.pending_sqes.len() {
+                self.ring.submit()?;
+            }
+        }
+        self.pending_sqes.clear();
+        Ok(())
+    }
+
+    fn arm_wake(&mut self) {
+        let e = opcode::Read::new(types::Fd(self.wake.as_raw_fd()), self.wake_buf.as_mut_ptr(), 8)
+            .build()
+            .user_data(ud(K_WAKE, 0, 0));
+        self.wake_armed = true;
+        self.push_sqe(e);
+    }
+
+    fn arm_accept(&mut self, s: usize) {
+        let fd = self.args.sources[s].listener_fd;
+        let e = opcode::AcceptMulti::new(types::Fd(fd))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(ud(K_ACCEPT, 0, s as u32));
+        self.accept_armed[s] = true;
+        self.push_sqe(e);
+    }
+
+    fn arm_recv(&mut self, idx: u32) {
+        let Some(slot) = self.slots[idx as usize].as_mut() else {
+            return;
+        };
+        slot.recv = Recv::Armed;
+        let e = opcode::RecvMulti::new(types::Fd(slot.fd.as_raw_fd()), BUF_GROUP)
+            .build()
+            .user_data(ud(K_RECV, slot.gen, idx));
+        self.push_sqe(e);
+    }
+
+    fn cancel(&mut self, target: u64) {
+        let e = opcode::AsyncCancel::new(target)
+            .build()
+            .user_data(ud(K_CANCEL, 0, 0));
+        self.push_sqe(e);
+    }
+
+    fn complete(&mut self, u: u64, res: i32, flags: u32) {
+        let (kind, gen, idx) = ud_parts(u);
+        match kind {
+            K_ACCEPT => self.on_accept(idx as usize, res, flags),
+            K_RECV => self.on_recv(idx, gen, res, flags),
+            K_WAKE => {
+                self.wake_armed = false;
+                if self.args.shutdown.is_requested() {
+                    self.begin_stop();
+                } else {
+                    self.arm_wake();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn begin_stop(&mut self) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
+        for s in 0..self.accept_armed.len() {
+            self.accept_retry_at[s] = None;
+            if self.accept_armed[s] {
+                self.cancel(ud(K_ACCEPT, 0, s as u32));
+            }
+        }
+    }
+
+    fn on_accept(&mut self, s: usize, res: i32, flags: u32) {
+        let more = cqueue::more(flags);
+        if !more {
+            self.accept_armed[s] = false;
+        }
+        if res >= 0 {
+            // SAFETY: a successful accept completion hands us a new fd that nothing else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(res as RawFd) };
+            if self.stopping {
+                drop(fd);
+            } else {
+                self.open_conn(s, fd);
+            }
+        } else if res != -libc::ECANCELED {
+            Counters::add(&self.args.counters.accept_errors, 1);
+            let err = io::Error::from_raw_os_error(-res);
+            if self.warn_limit.allow().is_some() {
+                tracing::warn!(source = %self.args.sources[s].cfg.name, error = %err,
+                    "accept failed; backing off {ACCEPT_BACKOFF:?} and listening on");
+            }
+            if !more && !self.stopping {
+                self.accept_retry_at[s] = Some(Instant::now() + ACCEPT_BACKOFF);
+            }
+            return;
+        }
+        if !more && !self.stopping {
+            self.arm_accept(s);
+        }
+    }
+
+    fn open_conn(&mut self, s: usize, fd: OwnedFd) {
+        let src = &self.args.sources[s];
+        let cred = rustix::net::sockopt::socket_peercred(&fd)
+            .ok()
+            .map(|c| (c.pid.as_raw_nonzero().get(), c.uid.as_raw(), c.gid.as_raw()));
+        let meta = src.conn_meta(cred);
+        Counters::add(&self.args.counters.connections_accepted, 1);
+        Counters::add(&self.args.counters.connections_active, 1);
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            (self.slots.len() - 1) as u32
+        });
+        let gen = self.next_gen;
+        self.next_gen = (self.next_gen + 1) & 0xff_ffff;
+        self.slots[idx as usize] = Some(Slot {
+            fd,
+            gen,
+            source: s,
+            conn: Conn::new(meta),
+            recv: Recv::Idle,
+            backlog: VecDeque::new(),
+            parked: None,
+            done: false,
+            dirty: false,
+        });
+        self.arm_recv(idx);
+    }
+
+    fn on_recv(&mut self, idx: u32, gen: u32, res: i32, flags: u32) {
+        let bid = cqueue::buffer_select(flags);
+        let live = matches!(self.slots.get(idx as usize), Some(Some(s)) if s.gen == gen);
+        if !live {
+            // A completion for a connection that is gone: give its buffer back.
+            if let Some(bid) = bid {
+                self.bufs.push(bid);
+            }
+            return;
+        }
+        let more = cqueue::more(flags);
+        let slot = self.slots[idx as usize].as_mut().unwrap();
+        if !more {
+            slot.recv = Recv::Idle;
+        }
+        if res > 0 {
+            let bid = bid.expect("a recv with buffer select completed without a buffer");
+            self.bufs.held += 1;
+            slot.backlog.push_back(Chunk::Data(bid, res as u32));
+        } else if res == 0 {
+            slot.backlog.push_back(Chunk::Eof);
+        } else if res == -libc::ENOBUFS {
+            self.nobufs.push(idx);
+        } else if res != -libc::ECANCELED {
+            // ECONNRESET and friends: the peer is gone; what was read is kept.
+            tracing::debug!(conn = slot.conn.meta.id, error = %io::Error::from_raw_os_error(-res), "recv ended");
+            slot.backlog.push_back(Chunk::Eof);
+        }
+        self.drain(idx);
+    }
+
+    /// Offer the parked batch, then work through the backlog until it is empty or the channel
+    /// is full again; close or re-arm as the connection's state says.
+    fn drain(&mut self, idx: u32) {
+        let past_deadline = self.past_deadline;
+        let Some(slot) = self.slots[idx as usize].as_mut() else {
+            return;
+        };
+        let src = &self.args.sources[slot.source];
+        let ctx = IngestCtx {
+            framing: &src.cfg.framing,
+            channel: &self.args.channel,
+            counters: &self.args.counters,
+        };
+        let dec = &mut self.decoders[decoder_index(src.cfg.codec)];
+        loop {
+            if let Some(b) = slot.parked.take() {
+                match offer(&self.args.sender, b, past_deadline) {
+                    Some(b) => {
+                        slot.parked = Some(b);
+                        break;
+                    }
+                    None => continue,
+                }
+            }
+            match slot.backlog.pop_front() {
+                None => break,
+                Some(Chunk::Data(bid, len)) => {
+                    let full = slot.conn.feed(&ctx, dec, self.bufs.get(bid, len as usize));
+                    self.bufs.push(bid);
+                    if full {
+                        slot.parked = slot.conn.take_batch(ctx.counters);
+                    } else if slot.conn.has_batch() && !slot.dirty {
+                        slot.dirty = true;
+                        self.dirty.push(idx);
+                    }
+                }
+                Some(Chunk::Eof) => {
+                    slot.conn.finish(&ctx, dec);
+                    slot.parked = slot.conn.take_batch(ctx.counters);
+                    slot.done = true;
+                    slot.backlog.clear();
+                }
+            }
+        }
+        let parked = slot.parked.is_some();
+        let cancel_recv = parked && slot.recv == Recv::Armed;
+        if cancel_recv {
+            slot.recv = Recv::Cancelling;
+        }
+        let (gen, recv, done) = (slot.gen, slot.recv, slot.done);
+        if parked {
+            if cancel_recv {
+                self.cancel(ud(K_RECV, gen, idx));
+            }
+            if !self.parked.contains(&idx) {
+                self.parked.push(idx);
+            }
+        } else if done {
+            // While the recv's last completion is still to come, on_recv drains (and closes) again.
+            if recv == Recv::Idle {
+                self.close(idx);
+            }
+        } else if recv == Recv::Idle && !self.nobufs.contains(&idx) {
+            self.arm_recv(idx);
+        }
+    }
+
+    fn close(&mut self, idx: u32) {
+        if let Some(mut slot) = self.slots[idx as usize].take() {
+            // Whatever is still open was counted by take_batch already or is empty.
+            if let Some(b) = slot.conn.take_batch(&self.args.counters) {
+                let _ = self.args.sender.send_blocking(b);
+            }
+            self.args
+                .counters
+                .connections_active
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            drop(slot.fd);
+            self.free.push(idx);
+        }
+    }
+
+    fn after_completions(&mut self) {
+        // Send what this round of completions produced: one channel send per connection.
+        let dirty = std::mem::take(&mut self.dirty);
+        for &idx in &dirty {
+            let past_deadline = self.past_deadline;
+            let Some(slot) = self.slots[idx as usize].as_mut() else {
+                continue;
+            };
+            slot.dirty = false;
+            if slot.parked.is_some() {
+                continue;
+            }
+            if let Some(b) = slot.conn.take_batch(&self.args.counters) {
+                if let Some(b) = offer(&self.args.sender, b, past_deadline) {
+                    slot.parked = Some(b);
+                    self.drain(idx); // parks it (cancels its recv)
+                }
+            }
+        }
+        self.dirty = dirty;
+        self.dirty.clear();
+
+        // Retry parked connections.
+        if !self.parked.is_empty() {
+            let parked = std::mem::take(&mut self.parked);
+            for idx in parked {
+                self.drain(idx);
+            }
+        }
+        // Re-arm recvs that ran out of buffers, once buffers are back.
+        if !self.nobufs.is_empty() && self.bufs.held < RING_BUFFERS as usize / 2 {
+            for idx in std::mem::take(&mut self.nobufs) {
+                self.drain(idx);
+            }
+        }
+        // Accepts that backed off.
+        let now = Instant::now();
+        for s in 0..self.accept_retry_at.len() {
+            if self.accept_retry_at[s].is_some_and(|at| at <= now) {
+                self.accept_retry_at[s] = None;
+                if !self.stopping && !self.accept_armed[s] {
+                    self.arm_accept(s);
+                }
+            }
+        }
+        if self.stopping && !self.past_deadline {
+            if self.args.shutdown.deadline().is_some_and(|d| d <= now) {
+                self.past_deadline = true;
+                for slot in self.slots.iter().flatten() {
+                    // Reading ends with EOF; the normal path flushes and closes.
+                    let _ = rustix::net::shutdown(&slot.fd, rustix::net::Shutdown::Read);
+                }
+                let parked = std::mem::take(&mut self.parked);
+                for idx in parked {
+                    self.drain(idx);
+                }
+            }
+        }
+        if self.stopping && self.wake_armed && !self.wake_cancelled {
+            if self.slots.iter().all(Option::is_none) {
+                self.wake_cancelled = true;
+                self.cancel(ud(K_WAKE, 0, 0));
+            }
+        }
+    }
+}
+
+/// Offer without waiting; past the shutdown deadline, wait. `Some(batch)` means park.
+fn offer(sender: &Sender, b: crate::channel::Batch, blocking: bool) -> Option<crate::channel::Batch> {
+    if blocking {
+        let _ = sender.send_blocking(b);
+        return None;
+    }
+    match sender.offer(b) {
+        Offer::Sent | Offer::Dropped => None,
+        Offer::Full(b) => Some(b),
+        Offer::Closed(_) => None, // the sink thread is gone; it reports what it could not write
+    }
+}

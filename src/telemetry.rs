@@ -1,0 +1,117 @@
+//! Telemetry: the gateway's counters. Metric names live here and nowhere else.
+//!
+//! Stage: beside every other stage. In: increments from sources (once per batch, never per event),
+//! the channel and the sink thread. Out: a [`Snapshot`] for the final summary line (and, later, the
+//! control socket). What it does not do: log per event, or lock: every counter is a relaxed atomic.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Valid events accepted from sources (before the channel).
+    pub events_in: AtomicU64,
+    /// Bytes received from sources.
+    pub bytes_in: AtomicU64,
+    /// Events written to the sinks (once per event, whatever the number of sinks).
+    pub events_out: AtomicU64,
+    /// Lines sent to the dead-letter sink (invalid JSON or UTF-8, oversized, incomplete).
+    pub dead_lettered: AtomicU64,
+    /// Events dropped by `when_full = "drop_newest"`.
+    pub dropped: AtomicU64,
+    /// Events a sink could not write before the shutdown deadline.
+    pub lost_at_shutdown: AtomicU64,
+    pub connections_accepted: AtomicU64,
+    pub connections_active: AtomicU64,
+    pub accept_errors: AtomicU64,
+    pub sink_write_errors: AtomicU64,
+}
+
+/// A point-in-time copy of [`Counters`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    pub events_in: u64,
+    pub bytes_in: u64,
+    pub events_out: u64,
+    pub dead_lettered: u64,
+    pub dropped: u64,
+    pub lost_at_shutdown: u64,
+    pub connections_accepted: u64,
+    pub accept_errors: u64,
+    pub sink_write_errors: u64,
+}
+
+impl Counters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        if n != 0 {
+            counter.fetch_add(n, Relaxed);
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            events_in: self.events_in.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            events_out: self.events_out.load(Relaxed),
+            dead_lettered: self.dead_lettered.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+            lost_at_shutdown: self.lost_at_shutdown.load(Relaxed),
+            connections_accepted: self.connections_accepted.load(Relaxed),
+            accept_errors: self.accept_errors.load(Relaxed),
+            sink_write_errors: self.sink_write_errors.load(Relaxed),
+        }
+    }
+}
+
+impl Snapshot {
+    /// The one line printed on exit. Its leading fields are a stable, parsed format.
+    pub fn summary_line(&self) -> String {
+        let mut s = format!(
+            "summary events_in={} events_out={} dead_lettered={} dropped={}",
+            self.events_in, self.events_out, self.dead_lettered, self.dropped
+        );
+        s.push_str(&format!(
+            " bytes_in={} connections={} accept_errors={} sink_write_errors={}",
+            self.bytes_in, self.connections_accepted, self.accept_errors, self.sink_write_errors
+        ));
+        if self.lost_at_shutdown > 0 {
+            s.push_str(&format!(" lost_at_shutdown={}", self.lost_at_shutdown));
+        }
+        s
+    }
+}
+
+/// Lets a warning through at most `per_second` times a second and counts what it held back.
+#[derive(Debug)]
+pub struct RateLimit {
+    per_second: u32,
+    window_start: std::time::Instant,
+    in_window: u32,
+    suppressed: u64,
+}
+
+impl RateLimit {
+    pub fn new(per_second: u32) -> Self {
+        RateLimit {
+            per_second,
+            window_start: std::time::Instant::now(),
+            in_window: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(n)` when the caller may log now; `n` is how many were suppressed since the last one.
+    pub fn allow(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if now.duration_since(self.window_start).as_secs() >= 1 {
+            self.window_start = now;
+            self.in_window = 0;
+        }
+        if self.in_window < self.per_second {
+            self.in_window += 1;
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! A slow sink: with when_full = "block" the gateway stops reading and writers block,
+//! memory stays bounded and nothing is lost; with "drop_newest" it drops, and counts it.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use util::*;
+
+/// Events of ~1 KiB: 4 producers × 73,000 ≈ 300 MB in all.
+const BIG_PAD: (u64, u64) = (900, 1100);
+const PRODUCERS: u64 = 4;
+const PER_PRODUCER: u64 = 73_000;
+const RSS_LIMIT_KIB: u64 = 200 * 1024;
+
+#[test]
+fn backpressure_uring() {
+    backpressure("uring");
+}
+
+#[test]
+fn backpressure_epoll() {
+    backpressure("epoll");
+}
+
+fn backpressure(mode: &str) {
+    let config = format!(
+        r#"
+io_mode = "{mode}"
+workers = 2
+
+[[sources]]
+type = "unix_socket_server"
+name = "in"
+path = "{{dir}}/in.sock"
+
+[[sinks]]
+type = "file"
+path = "{{dir}}/out.fifo"
+
+[channel]
+capacity = 64
+when_full = "block"
+"#
+    );
+    let launch = Gateway::configure(&config);
+    // The sink is a FIFO that the test reads — or, for now, does not.
+    let mut fifo = Fifo::create(&launch.path("out.fifo"));
+    let mut gw = launch.start();
+
+    let pad = format!("{}:{}", BIG_PAD.0, BIG_PAD.1);
+    let producers: Vec<Client> = (0..PRODUCERS)
+        .map(|c| {
+            let args = ["--conn", &c.to_string(), "--count", &PER_PRODUCER.to_string(), "--pad", &pad, "--progress", "--seed", &c.to_string()];
+            Client::produce(gw.socket(), &args)
+        })
+        .collect();
+    let total_bytes: u64 = (0..PRODUCERS)
+        .flat_map(|c| (0..PER_PRODUCER).map(move |i| event(c, i, BIG_PAD).len() as u64 + 1))
+        .sum();
+    let sent = || producers.iter().map(|p| p.progress()).sum::<u64>();
+
+    // Phase 1: the reader is paused. The gateway must stop reading, and writers stall.
+    let mut max_rss = 0;
+    let start = Instant::now();
+    let mut last = (0, Instant::now());
+    let stalled_at = loop {
+        max_rss = max_rss.max(gw.rss_kib());
+        let now = sent();
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if now > 0 && last.1.elapsed() > Duration::from_secs(2) {
+            break now;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "writers never stalled with the sink paused: {now} of {total_bytes} bytes sent, gateway RSS {max_rss} KiB"
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        stalled_at < total_bytes / 2,
+        "with the sink paused, writers got {stalled_at} of {total_bytes} bytes through: the gateway buffers without bound"
+    );
+    thread::sleep(Duration::from_secs(1));
+    assert_eq!(sent(), stalled_at, "writers must stay blocked while the sink is paused");
+    assert!(gw.is_running());
+    max_rss = max_rss.max(gw.rss_kib());
+    assert!(max_rss < RSS_LIMIT_KIB, "gateway RSS {max_rss} KiB with the sink paused (limit {RSS_LIMIT_KIB} KiB)");
+
+    // Phase 2: read everything; every event arrives exactly once, in per-connection order.
+    let mut check = SeqChecker::new(BIG_PAD);
+    let mut carry = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut idle_since = Instant::now();
+    let mut reads = 0u64;
+    while check.lines < PRODUCERS * PER_PRODUCER {
+        let n = fifo.read_timeout(&mut buf, Duration::from_millis(200)).unwrap();
+        if n == 0 {
+            assert!(
+                idle_since.elapsed() < Duration::from_secs(60),
+                "sink stalled at {} of {} events; sent {} bytes",
+                check.lines,
+                PRODUCERS * PER_PRODUCER,
+                sent()
+            );
+            continue;
+        }
+        idle_since = Instant::now();
+        carry.extend_from_slice(&buf[..n]);
+        let mut start = 0;
+        while let Some(pos) = carry[start..].iter().position(|b| *b == b'\n') {
+            check.push(&carry[start..start + pos]);
+            start += pos + 1;
+        }
+        carry.drain(..start);
+        reads += 1;
+        if reads % 64 == 0 {
+            max_rss = max_rss.max(gw.rss_kib());
+        }
+    }
+    assert!(max_rss < RSS_LIMIT_KIB, "gateway RSS reached {max_rss} KiB (limit {RSS_LIMIT_KIB} KiB)");
+    for p in producers {
+        p.finish();
+    }
+    let summary = gw.stop();
+
+    // Nothing more after the last expected event: no duplicates at the end.
+    drop(fifo.keeper.take());
+    let mut rest = carry;
+    loop {
+        let n = fifo.read_timeout(&mut buf, Duration::from_secs(5)).unwrap();
+        if n == 0 {
+            break;
+        }
+        rest.extend_from_slice(&buf[..n]);
+    }
+    assert!(rest.is_empty(), "extra output after all events: {}", show(&rest));
+    for c in 0..PRODUCERS {
+        assert_eq!(check.counts()[&c], PER_PRODUCER);
+    }
+    let n = PRODUCERS * PER_PRODUCER;
+    assert_eq!(summary, Summary { events_in: n, events_out: n, dead_lettered: 0, dropped: 0 });
+}
+
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn drop_newest_counts_uring() {
+    drop_newest_counts("uring");
+}
+
+#[test]
+fn drop_newest_counts_epoll() {
+    drop_newest_counts("epoll");
+}
+
+fn drop_newest_counts(mode: &str) {
+    let config = format!(
+        r#"
+io_mode = "{mode}"
+workers = 2
+
+[[sources]]
+type = "unix_socket_server"
+name = "in"
+path = "{{dir}}/in.sock"
+
+[[sinks]]
+type = "stdout"
+
+[channel]
+capacity = 2
+when_full = "drop_newest"
+"#
+    );
+    let mut gw = Gateway::configure(&config).stdout_piped().start();
+    // Nobody reads the gateway's stdout yet: the sink blocks once the pipe is full.
+    let stdout = gw.take_stdout();
+
+    let producers: Vec<Client> = (0..4)
+        .map(|c| Client::produce(gw.socket(), &["--conn", &c.to_string(), "--count", "50000", "--seed", &c.to_string()]))
+        .collect();
+    // With drop_newest the gateway keeps reading, so writers finish although the sink is stuck.
+    for p in producers {
+        p.finish();
+    }
+    let reader = LineReader::spawn(stdout);
+    let summary = gw.stop();
+    let lines = reader.finish();
+
+    // What arrived is intact, in per-connection order, without duplicates (gaps allowed).
+    let mut last: BTreeMap<u64, u64> = BTreeMap::new();
+    for line in &lines {
+        let (c, i) = parse_ci(line).unwrap_or_else(|| panic!("not an event: {}", show(line)));
+        assert_eq!(line.as_slice(), event(c, i, PAD).as_slice(), "event c={c} i={i} corrupted");
+        if let Some(prev) = last.insert(c, i) {
+            assert!(i > prev, "connection {c}: event {i} after {prev} (reordered or duplicated)");
+        }
+    }
+    assert_eq!(summary.events_in, 200_000, "every valid event read counts as in: {summary:?}");
+    assert_eq!(summary.events_in, summary.events_out + summary.dropped, "{summary:?}");
+    assert_eq!(summary.events_out, lines.len() as u64, "events_out vs lines on stdout: {summary:?}");
+    assert!(summary.dropped > 0, "a stuck sink with drop_newest must drop: {summary:?}");
+}

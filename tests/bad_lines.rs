@@ -1,0 +1,178 @@
+//! Bad lines: each is dead-lettered with its kind, line number and raw bytes; none
+//! disturbs its neighbours or its connection.
+
+mod util;
+
+use serde_json::Value;
+use util::*;
+
+/// One line a client sends, and what the gateway must make of it.
+enum Line {
+    /// Arrives in the sink as these bytes.
+    Good(&'static [u8]),
+    /// Arrives in the sink as `event` (the line minus its trailing "\r").
+    GoodCrlf(&'static [u8], &'static [u8]),
+    /// Dead-lettered with this error kind.
+    Bad(&'static str, Vec<u8>),
+    /// Skipped silently (but counted as a line).
+    Empty,
+}
+
+fn big_line() -> Vec<u8> {
+    let mut l = b"{\"big\":\"".to_vec();
+    l.resize(5 * 1024 * 1024, b'x');
+    l.extend_from_slice(b"\"}");
+    l
+}
+
+/// An unterminated 9,999-byte line whose 4,096-byte cut falls inside an "é".
+fn long_cut_utf8() -> Vec<u8> {
+    let mut l = b"{\"xy\":\"".to_vec();
+    for _ in 0..4996 {
+        l.extend_from_slice("é".as_bytes());
+    }
+    l
+}
+
+fn json_lines() -> Vec<Line> {
+    use Line::*;
+    vec![
+        Good(br#"{"g":1}"#),
+        Bad("invalid_json", br#"{"a":"#.to_vec()),
+        Empty,
+        Bad("invalid_utf8", b"{\"s\":\"caf\xff\xfe\"}".to_vec()),
+        GoodCrlf(b"{\"g\":2}\r", br#"{"g":2}"#),
+        Bad("invalid_json", br#"{"a":1} trailing"#.to_vec()),
+        Bad("oversized", big_line()),
+        Good(br#"{"g":3}"#),
+        Bad("invalid_json", long_cut_utf8()),
+        Bad("invalid_json", b"not json".to_vec()),
+        Empty,
+        Good("{\"u\":\"h\u{e9}llo \u{2713}\"}".as_bytes()),
+        Good(br#"{"g":4}"#),
+    ]
+}
+
+#[test]
+fn bad_lines_uring() {
+    bad_lines("uring", "json", json_lines());
+}
+
+#[test]
+fn bad_lines_epoll() {
+    bad_lines("epoll", "json", json_lines());
+}
+
+fn string_lines() -> Vec<Line> {
+    use Line::*;
+    vec![
+        Good(b"hello"),
+        Bad("invalid_utf8", b"caf\xff".to_vec()),
+        Good(br#"{"not":"json""#),
+        Empty,
+        Good("plain \u{2713} text".as_bytes()),
+        Bad("invalid_utf8", b"\xe2\x9c".to_vec()),
+    ]
+}
+
+#[test]
+fn string_codec_invalid_utf8_uring() {
+    bad_lines("uring", "string", string_lines());
+}
+
+#[test]
+fn string_codec_invalid_utf8_epoll() {
+    bad_lines("epoll", "string", string_lines());
+}
+
+fn bad_lines(mode: &str, codec: &str, lines: Vec<Line>) {
+    let config = standard_config(mode).replace(
+        r#"path = "{dir}/in.sock""#,
+        &format!("path = \"{{dir}}/in.sock\"\ncodec = \"{codec}\""),
+    );
+    let mut gw = Gateway::start(&config);
+
+    let mut payload = Vec::new();
+    for line in &lines {
+        match line {
+            Line::Good(b) | Line::GoodCrlf(b, _) => payload.extend_from_slice(b),
+            Line::Bad(_, b) => payload.extend_from_slice(b),
+            Line::Empty => {}
+        }
+        payload.push(b'\n');
+    }
+    let file = gw.path("payload.bin");
+    std::fs::write(&file, &payload).unwrap();
+
+    let neighbour = Client::produce(gw.socket(), &["--conn", "9", "--count", "5000"]);
+    let client = Client::produce(gw.socket(), &["--file", file.to_str().unwrap(), "--seed", "5"]);
+    let creds = client.creds();
+    client.finish();
+    neighbour.finish();
+    let summary = gw.stop();
+
+    // Every good line arrives, as sent; the neighbour's events arrive in order.
+    let mut check = SeqChecker::new(PAD);
+    let mut got = Vec::new();
+    for line in read_lines(&gw.path("out.ndjson")) {
+        match parse_ci(&line) {
+            Some(_) => check.push(&line),
+            None => got.push(line),
+        }
+    }
+    let want: Vec<Vec<u8>> = lines
+        .iter()
+        .filter_map(|l| match l {
+            Line::Good(b) | Line::GoodCrlf(_, b) => Some(b.to_vec()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        got.iter().map(|l| show(l)).collect::<Vec<_>>(),
+        want.iter().map(|l| show(l)).collect::<Vec<_>>(),
+        "good lines in the sink"
+    );
+    assert_eq!(got, want, "good lines, byte for byte");
+    assert_eq!(check.counts().get(&9), Some(&5000), "the neighbour connection is unaffected");
+
+    // Every bad line is dead-lettered once, with its kind, number and raw bytes.
+    let dead = read_json_lines(&gw.path("dead.ndjson"));
+    let bad: Vec<(usize, &str, &Vec<u8>)> = lines
+        .iter()
+        .enumerate()
+        .filter_map(|(n, l)| match l {
+            Line::Bad(kind, raw) => Some((n + 1, *kind, raw)),
+            _ => None,
+        })
+        .collect();
+    let mut dead_sorted: Vec<&Value> = dead.iter().collect();
+    dead_sorted.sort_by_key(|d| d["line"].as_u64());
+    assert_eq!(
+        dead_sorted.iter().map(|d| d["line"].as_u64().unwrap_or(0) as usize).collect::<Vec<_>>(),
+        bad.iter().map(|b| b.0).collect::<Vec<_>>(),
+        "line numbers of dead letters (1-based, counting empty lines): {dead:?}"
+    );
+    let peer = dead_sorted[0]["peer"].clone();
+    for (d, (line, kind, raw)) in dead_sorted.iter().zip(&bad) {
+        let ctx = format!("line {line} ({kind}): {}", show(d.to_string().as_bytes()));
+        assert_eq!(d["error"], *kind, "{ctx}");
+        assert!(d["detail"].as_str().is_some_and(|s| !s.is_empty()), "{ctx}");
+        assert_eq!(d["source"], "in", "{ctx}");
+        assert_eq!(d["path"], gw.socket_str(), "{ctx}");
+        assert!(peer.is_u64(), "{ctx}");
+        assert_eq!(d["peer"], peer, "{ctx}");
+        assert_eq!(d["pid"].as_u64(), Some(creds.pid), "{ctx}");
+        assert_eq!(d["uid"].as_u64(), Some(creds.uid), "{ctx}");
+        assert_eq!(d["gid"].as_u64(), Some(creds.gid), "{ctx}");
+        assert_eq!(d["len"].as_u64(), Some(raw.len() as u64), "{ctx}");
+        assert_eq!(d["truncated"].as_bool(), Some(raw.len() > 4096), "{ctx}");
+        let expected_raw = py_backslashreplace(&raw[..raw.len().min(4096)]);
+        assert_eq!(d["raw"].as_str(), Some(expected_raw.as_str()), "{ctx}");
+    }
+
+    let good = want.len() as u64 + 5000;
+    assert_eq!(
+        summary,
+        Summary { events_in: good, events_out: good, dead_lettered: bad.len() as u64, dropped: 0 }
+    );
+}
