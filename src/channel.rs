@@ -127,7 +127,11 @@ pub enum Offer {
     Closed(Batch),
 }
 
-pub fn bounded(capacity: usize, when_full: WhenFull, counters: Arc<Counters>) -> (Sender, Receiver) {
+pub fn bounded(
+    capacity: usize,
+    when_full: WhenFull,
+    counters: Arc<Counters>,
+) -> (Sender, Receiver) {
     let (tx, rx) = mpsc::channel(capacity);
     (
         Sender {

@@ -24,7 +24,7 @@
 //! **Known gap:** simd-json rejects integers outside the `i64`/`u64` range
 //! (`123456789012345678901234567890` is "invalid number") unless its
 //! `big-int-as-float` feature is enabled, which makes it accept them, as
-//! serde_json does. See the ignored test `big_integers_are_valid`.
+//! `serde_json` does. See the ignored test `big_integers_are_valid`.
 //!
 //! **Not here:** splitting lines (`framing`), parsing into a value or
 //! re-serialising (lines go to sinks as the bytes that arrived), schema checks.
@@ -57,7 +57,8 @@ pub enum Error {
 }
 
 impl Error {
-    /// A stable, snake_case label for dead-letter records and metrics.
+    /// A stable, `snake_case` label for dead-letter records and metrics.
+    #[must_use]
     pub fn kind(&self) -> &'static str {
         match self {
             Error::InvalidJson { .. } => "invalid_json",
@@ -88,6 +89,7 @@ impl std::fmt::Debug for Decoder {
 
 impl Decoder {
     /// A decoder for `codec`.
+    #[must_use]
     pub fn new(codec: Codec) -> Self {
         Self {
             codec,
@@ -98,6 +100,7 @@ impl Decoder {
     }
 
     /// The codec this decoder validates.
+    #[must_use]
     pub fn codec(&self) -> Codec {
         self.codec
     }
@@ -105,6 +108,11 @@ impl Decoder {
     /// Validates one line (separator already removed). Never modifies `line`;
     /// allocates only while its reusable buffers grow to the longest line
     /// seen so far.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidJson`] or [`Error::InvalidUtf8`] if `line` is not valid
+    /// for this decoder's codec.
     pub fn check(&mut self, line: &[u8]) -> Result<(), Error> {
         match self.codec {
             Codec::Json => self.check_json(line),

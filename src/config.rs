@@ -339,8 +339,9 @@ pub fn current_uid() -> u32 {
 impl RawConfig {
     pub fn validate(self) -> Result<Config, Error> {
         let workers = match self.workers {
-            None | Some(0) => std::thread::available_parallelism()
-                .unwrap_or(NonZeroUsize::new(1).unwrap()),
+            None | Some(0) => {
+                std::thread::available_parallelism().unwrap_or(NonZeroUsize::new(1).unwrap())
+            }
             Some(n) if n > 256 => return Err(invalid("workers", "at most 256 workers")),
             Some(n) => NonZeroUsize::new(n).unwrap(),
         };
@@ -349,7 +350,10 @@ impl RawConfig {
             Some(s) => parse_duration(s).map_err(|m| invalid("shutdown_timeout", m))?,
         };
         if self.sources.is_empty() {
-            return Err(invalid("sources", "at least one [[sources]] entry is required"));
+            return Err(invalid(
+                "sources",
+                "at least one [[sources]] entry is required",
+            ));
         }
         if self.sinks.is_empty() {
             return Err(invalid("sinks", "at least one [[sinks]] entry is required"));
@@ -371,8 +375,7 @@ impl RawConfig {
                         format!("the name {:?} is used by two sources", a.name()),
                     ));
                 }
-                let (SourceConfig::UnixSocketServer(x), SourceConfig::UnixSocketServer(y)) =
-                    (a, b);
+                let (SourceConfig::UnixSocketServer(x), SourceConfig::UnixSocketServer(y)) = (a, b);
                 if x.path == y.path {
                     return Err(invalid(
                         format!("sources[{i}].path"),
@@ -440,7 +443,9 @@ impl RawUnixServer {
         }
         let permissions = match &self.permissions {
             None => 0o600,
-            Some(p) => parse_permissions(p).map_err(|m| invalid(format!("{field}.permissions"), m))?,
+            Some(p) => {
+                parse_permissions(p).map_err(|m| invalid(format!("{field}.permissions"), m))?
+            }
         };
         let owner = self
             .owner
@@ -532,30 +537,33 @@ fn framing_from(list: &[RawProcessor], field: &str) -> Result<FramingConfig, Err
 fn single_byte(s: &str) -> Result<u8, String> {
     match s.as_bytes() {
         [b] => Ok(*b),
-        _ => Err(format!("{s:?} is not a single byte separator such as \"\\n\"")),
+        _ => Err(format!(
+            "{s:?} is not a single byte separator such as \"\\n\""
+        )),
     }
 }
 
 impl RawSink {
     fn validate(self, field: &str) -> Result<SinkConfig, Error> {
-        let format = |codec: RawCodec, post: Option<Vec<String>>, metadata| -> Result<Format, Error> {
-            let separator = match post.as_deref() {
-                None => Some(b'\n'),
-                Some([]) => None,
-                Some([p]) if p == "separate" => Some(b'\n'),
-                Some(_) => {
-                    return Err(invalid(
-                        format!("{field}.postprocessors"),
-                        "supported: [\"separate\"] (default) or []",
-                    ))
-                }
+        let format =
+            |codec: RawCodec, post: Option<Vec<String>>, metadata| -> Result<Format, Error> {
+                let separator = match post.as_deref() {
+                    None => Some(b'\n'),
+                    Some([]) => None,
+                    Some([p]) if p == "separate" => Some(b'\n'),
+                    Some(_) => {
+                        return Err(invalid(
+                            format!("{field}.postprocessors"),
+                            "supported: [\"separate\"] (default) or []",
+                        ))
+                    }
+                };
+                Ok(Format {
+                    codec: codec.into(),
+                    separator,
+                    metadata,
+                })
             };
-            Ok(Format {
-                codec: codec.into(),
-                separator,
-                metadata,
-            })
-        };
         Ok(match self {
             RawSink::File {
                 path,
@@ -605,7 +613,9 @@ impl Default for Format {
 /// `"250ms"`, `"5s"`, `"2m"`, `"1h"`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num
         .parse()
@@ -631,7 +641,9 @@ pub fn parse_permissions(s: &str) -> Result<u32, String> {
     if !octal.is_empty() && octal.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
         let m = u32::from_str_radix(octal, 8).map_err(|_| bad())?;
         if m > 0o777 {
-            return Err(format!("{s:?}: only permission bits (at most 0777) apply to a socket"));
+            return Err(format!(
+                "{s:?}: only permission bits (at most 0777) apply to a socket"
+            ));
         }
         return Ok(m);
     }
@@ -746,7 +758,10 @@ mod tests {
         assert!(e.contains("sources[0]") && e.contains("pathh"), "{e}");
         let e = err(&format!("workers = \"two\"\n{OK}"));
         assert!(e.contains("workers"), "{e}");
-        let e = err(&OK.replace("path = \"/tmp/x.sock\"", "path = \"/tmp/x.sock\"\ncodec = \"jsn\""));
+        let e = err(&OK.replace(
+            "path = \"/tmp/x.sock\"",
+            "path = \"/tmp/x.sock\"\ncodec = \"jsn\"",
+        ));
         assert!(e.contains("sources[0].codec") && e.contains("jsn"), "{e}");
         let e = err(&format!("{OK}[channel]\nwhen_full = \"dropp\"\n"));
         assert!(e.contains("channel.when_full"), "{e}");

@@ -137,6 +137,7 @@ pub enum Frame<'a> {
 
 impl Frame<'_> {
     /// The 1-based line number of this frame in its connection's stream.
+    #[must_use]
     pub fn line(&self) -> u64 {
         match *self {
             Frame::Line { line, .. }
@@ -163,6 +164,7 @@ pub struct Framer {
 
 impl Framer {
     /// A framer at the start of a stream. Does not allocate.
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
@@ -204,12 +206,14 @@ impl Framer {
     }
 
     /// Bytes currently held in the carry (the partial line, or its head).
+    #[must_use]
     pub fn carried(&self) -> usize {
         self.carry.len()
     }
 
     /// Lines completed so far, empty and rejected ones included; also the
     /// line number of the last frame emitted.
+    #[must_use]
     pub fn lines_seen(&self) -> u64 {
         self.lines
     }
@@ -279,7 +283,7 @@ impl Framer {
 }
 
 /// Emits one whole line (separator already removed) that needs no carry.
-#[inline(always)]
+#[inline]
 fn emit_piece(cfg: &FramingConfig, piece: &[u8], line: u64, out: &mut impl FnMut(Frame<'_>)) {
     if piece.len() > cfg.max_length {
         let head = &piece[..cfg.head_limit().min(piece.len())];
@@ -306,7 +310,7 @@ fn oversized_frame<'a>(cfg: &FramingConfig, head: &'a [u8], len: u64, line: u64)
 }
 
 /// Removes one trailing `\r` when the separator is `\n`.
-#[inline(always)]
+#[inline]
 fn strip_cr(separator: u8, bytes: &[u8]) -> &[u8] {
     match bytes {
         [rest @ .., b'\r'] if separator == b'\n' => rest,
@@ -375,6 +379,7 @@ pub fn collect<'c>(
 /// far (`false`: a buffered framer would still carry the unterminated tail).
 /// With `buffered == false`, `input` is one fed buffer and `at_eof` is ignored.
 #[doc(hidden)]
+#[must_use]
 pub fn split_naive(cfg: &FramingConfig, input: &[u8], at_eof: bool) -> Vec<OwnedFrame> {
     let pieces: Vec<&[u8]> = input.split(|b| *b == cfg.separator).collect();
     let (last, terminated) = pieces

@@ -89,11 +89,17 @@ pub fn run(cfg: Config) -> Result<Snapshot, Error> {
         cfg.sources
             .iter()
             .zip(&sockets)
-            .map(|(SourceConfig::UnixSocketServer(u), s)| SourceRt::new(u.clone(), s, Arc::clone(&ids)))
+            .map(|(SourceConfig::UnixSocketServer(u), s)| {
+                SourceRt::new(u.clone(), s, Arc::clone(&ids))
+            })
             .collect(),
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(if mode == Loop::Epoll { cfg.workers.get() } else { 1 })
+        .worker_threads(if mode == Loop::Epoll {
+            cfg.workers.get()
+        } else {
+            1
+        })
         .thread_name("ringway-rt")
         .enable_all()
         .build()
@@ -194,7 +200,10 @@ pub fn run(cfg: Config) -> Result<Snapshot, Error> {
             Some(e) = fatal_rx.recv() => Some(e),
         }
     });
-    tracing::info!("shutting down: no new connections; reading open ones to EOF for up to {:?}", cfg.shutdown_timeout);
+    tracing::info!(
+        "shutting down: no new connections; reading open ones to EOF for up to {:?}",
+        cfg.shutdown_timeout
+    );
     shutdown.request(cfg.shutdown_timeout);
     for w in &wakes {
         let _ = rustix::io::write(w, &1u64.to_ne_bytes());

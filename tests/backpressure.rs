@@ -53,7 +53,17 @@ when_full = "block"
     let pad = format!("{}:{}", BIG_PAD.0, BIG_PAD.1);
     let producers: Vec<Client> = (0..PRODUCERS)
         .map(|c| {
-            let args = ["--conn", &c.to_string(), "--count", &PER_PRODUCER.to_string(), "--pad", &pad, "--progress", "--seed", &c.to_string()];
+            let args = [
+                "--conn",
+                &c.to_string(),
+                "--count",
+                &PER_PRODUCER.to_string(),
+                "--pad",
+                &pad,
+                "--progress",
+                "--seed",
+                &c.to_string(),
+            ];
             Client::produce(gw.socket(), &args)
         })
         .collect();
@@ -81,14 +91,23 @@ when_full = "block"
         thread::sleep(Duration::from_millis(100));
     };
     assert!(
-        stalled_at < total_bytes / 2,
+        stalled_at < 100 << 20,
         "with the sink paused, writers got {stalled_at} of {total_bytes} bytes through: the gateway buffers without bound"
     );
     thread::sleep(Duration::from_secs(1));
-    assert_eq!(sent(), stalled_at, "writers must stay blocked while the sink is paused");
+    assert_eq!(
+        sent(),
+        stalled_at,
+        "writers must stay blocked while the sink is paused"
+    );
     assert!(gw.is_running());
     max_rss = max_rss.max(gw.rss_kib());
-    assert!(max_rss < RSS_LIMIT_KIB, "gateway RSS {max_rss} KiB with the sink paused (limit {RSS_LIMIT_KIB} KiB)");
+    assert!(
+        max_rss < RSS_LIMIT_KIB,
+        "gateway RSS {max_rss} KiB with the sink paused (limit {RSS_LIMIT_KIB} KiB)"
+    );
+
+    eprintln!("{mode}: sink paused; writers stalled after {stalled_at} of {total_bytes} bytes; gateway RSS {max_rss} KiB");
 
     // Phase 2: read everything; every event arrives exactly once, in per-connection order.
     let mut check = SeqChecker::new(BIG_PAD);
@@ -97,7 +116,9 @@ when_full = "block"
     let mut idle_since = Instant::now();
     let mut reads = 0u64;
     while check.lines < PRODUCERS * PER_PRODUCER {
-        let n = fifo.read_timeout(&mut buf, Duration::from_millis(200)).unwrap();
+        let n = fifo
+            .read_timeout(&mut buf, Duration::from_millis(200))
+            .unwrap();
         if n == 0 {
             assert!(
                 idle_since.elapsed() < Duration::from_secs(60),
@@ -121,7 +142,10 @@ when_full = "block"
             max_rss = max_rss.max(gw.rss_kib());
         }
     }
-    assert!(max_rss < RSS_LIMIT_KIB, "gateway RSS reached {max_rss} KiB (limit {RSS_LIMIT_KIB} KiB)");
+    assert!(
+        max_rss < RSS_LIMIT_KIB,
+        "gateway RSS reached {max_rss} KiB (limit {RSS_LIMIT_KIB} KiB)"
+    );
     for p in producers {
         p.finish();
     }
@@ -137,12 +161,28 @@ when_full = "block"
         }
         rest.extend_from_slice(&buf[..n]);
     }
-    assert!(rest.is_empty(), "extra output after all events: {}", show(&rest));
+    assert!(
+        rest.is_empty(),
+        "extra output after all events: {}",
+        show(&rest)
+    );
     for c in 0..PRODUCERS {
         assert_eq!(check.counts()[&c], PER_PRODUCER);
     }
+    eprintln!(
+        "{mode}: all {} events read; max gateway RSS {max_rss} KiB",
+        check.lines
+    );
     let n = PRODUCERS * PER_PRODUCER;
-    assert_eq!(summary, Summary { events_in: n, events_out: n, dead_lettered: 0, dropped: 0 });
+    assert_eq!(
+        summary,
+        Summary {
+            events_in: n,
+            events_out: n,
+            dead_lettered: 0,
+            dropped: 0
+        }
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -181,7 +221,19 @@ when_full = "drop_newest"
     let stdout = gw.take_stdout();
 
     let producers: Vec<Client> = (0..4)
-        .map(|c| Client::produce(gw.socket(), &["--conn", &c.to_string(), "--count", "50000", "--seed", &c.to_string()]))
+        .map(|c| {
+            Client::produce(
+                gw.socket(),
+                &[
+                    "--conn",
+                    &c.to_string(),
+                    "--count",
+                    "50000",
+                    "--seed",
+                    &c.to_string(),
+                ],
+            )
+        })
         .collect();
     // With drop_newest the gateway keeps reading, so writers finish although the sink is stuck.
     for p in producers {
@@ -195,13 +247,35 @@ when_full = "drop_newest"
     let mut last: BTreeMap<u64, u64> = BTreeMap::new();
     for line in &lines {
         let (c, i) = parse_ci(line).unwrap_or_else(|| panic!("not an event: {}", show(line)));
-        assert_eq!(line.as_slice(), event(c, i, PAD).as_slice(), "event c={c} i={i} corrupted");
+        assert_eq!(
+            line.as_slice(),
+            event(c, i, PAD).as_slice(),
+            "event c={c} i={i} corrupted"
+        );
         if let Some(prev) = last.insert(c, i) {
-            assert!(i > prev, "connection {c}: event {i} after {prev} (reordered or duplicated)");
+            assert!(
+                i > prev,
+                "connection {c}: event {i} after {prev} (reordered or duplicated)"
+            );
         }
     }
-    assert_eq!(summary.events_in, 200_000, "every valid event read counts as in: {summary:?}");
-    assert_eq!(summary.events_in, summary.events_out + summary.dropped, "{summary:?}");
-    assert_eq!(summary.events_out, lines.len() as u64, "events_out vs lines on stdout: {summary:?}");
-    assert!(summary.dropped > 0, "a stuck sink with drop_newest must drop: {summary:?}");
+    assert_eq!(
+        summary.events_in, 200_000,
+        "every valid event read counts as in: {summary:?}"
+    );
+    assert_eq!(
+        summary.events_in,
+        summary.events_out + summary.dropped,
+        "{summary:?}"
+    );
+    assert_eq!(
+        summary.events_out,
+        lines.len() as u64,
+        "events_out vs lines on stdout: {summary:?}"
+    );
+    assert!(
+        summary.dropped > 0,
+        "a stuck sink with drop_newest must drop: {summary:?}"
+    );
+    eprintln!("{mode}: {summary:?}");
 }

@@ -105,35 +105,14 @@ fn bad_lines(mode: &str, codec: &str, lines: Vec<Line>) {
     std::fs::write(&file, &payload).unwrap();
 
     let neighbour = Client::produce(gw.socket(), &["--conn", "9", "--count", "5000"]);
-    let client = Client::produce(gw.socket(), &["--file", file.to_str().unwrap(), "--seed", "5"]);
+    let client = Client::produce(
+        gw.socket(),
+        &["--file", file.to_str().unwrap(), "--seed", "5"],
+    );
     let creds = client.creds();
     client.finish();
     neighbour.finish();
     let summary = gw.stop();
-
-    // Every good line arrives, as sent; the neighbour's events arrive in order.
-    let mut check = SeqChecker::new(PAD);
-    let mut got = Vec::new();
-    for line in read_lines(&gw.path("out.ndjson")) {
-        match parse_ci(&line) {
-            Some(_) => check.push(&line),
-            None => got.push(line),
-        }
-    }
-    let want: Vec<Vec<u8>> = lines
-        .iter()
-        .filter_map(|l| match l {
-            Line::Good(b) | Line::GoodCrlf(_, b) => Some(b.to_vec()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(
-        got.iter().map(|l| show(l)).collect::<Vec<_>>(),
-        want.iter().map(|l| show(l)).collect::<Vec<_>>(),
-        "good lines in the sink"
-    );
-    assert_eq!(got, want, "good lines, byte for byte");
-    assert_eq!(check.counts().get(&9), Some(&5000), "the neighbour connection is unaffected");
 
     // Every bad line is dead-lettered once, with its kind, number and raw bytes.
     let dead = read_json_lines(&gw.path("dead.ndjson"));
@@ -148,7 +127,10 @@ fn bad_lines(mode: &str, codec: &str, lines: Vec<Line>) {
     let mut dead_sorted: Vec<&Value> = dead.iter().collect();
     dead_sorted.sort_by_key(|d| d["line"].as_u64());
     assert_eq!(
-        dead_sorted.iter().map(|d| d["line"].as_u64().unwrap_or(0) as usize).collect::<Vec<_>>(),
+        dead_sorted
+            .iter()
+            .map(|d| d["line"].as_u64().unwrap_or(0) as usize)
+            .collect::<Vec<_>>(),
         bad.iter().map(|b| b.0).collect::<Vec<_>>(),
         "line numbers of dead letters (1-based, counting empty lines): {dead:?}"
     );
@@ -170,9 +152,103 @@ fn bad_lines(mode: &str, codec: &str, lines: Vec<Line>) {
         assert_eq!(d["raw"].as_str(), Some(expected_raw.as_str()), "{ctx}");
     }
 
+    // Every good line arrives, as sent; the neighbour's events arrive in order.
+    let mut check = SeqChecker::new(PAD);
+    let mut got = Vec::new();
+    for line in read_lines(&gw.path("out.ndjson")) {
+        match parse_ci(&line) {
+            Some(_) => check.push(&line),
+            None => got.push(line),
+        }
+    }
+    let want: Vec<Vec<u8>> = lines
+        .iter()
+        .filter_map(|l| match l {
+            Line::Good(b) | Line::GoodCrlf(_, b) => Some(b.to_vec()),
+            _ => None,
+        })
+        .collect();
+    if got != want {
+        let first_bad = got
+            .iter()
+            .zip(&want)
+            .position(|(g, w)| g != w)
+            .unwrap_or(got.len().min(want.len()));
+        panic!(
+            "good lines in the sink are not the raw bytes sent: {} other lines, {} expected; first difference at #{first_bad}:\n got  {}\n want {}",
+            got.len(),
+            want.len(),
+            got.get(first_bad).map(|l| show(l)).unwrap_or_default(),
+            want.get(first_bad).map(|l| show(l)).unwrap_or_default(),
+        );
+    }
+    assert_eq!(
+        check.counts().get(&9),
+        Some(&5000),
+        "the neighbour connection is unaffected"
+    );
+
     let good = want.len() as u64 + 5000;
     assert_eq!(
         summary,
-        Summary { events_in: good, events_out: good, dead_lettered: bad.len() as u64, dropped: 0 }
+        Summary {
+            events_in: good,
+            events_out: good,
+            dead_lettered: bad.len() as u64,
+            dropped: 0
+        }
     );
+}
+
+// ---------------------------------------------------------------------------------
+// A configured max_length: a line of exactly max_length bytes is an event, one byte
+// more is oversized.
+
+#[test]
+fn max_length_boundary_uring() {
+    max_length_boundary("uring");
+}
+
+#[test]
+fn max_length_boundary_epoll() {
+    max_length_boundary("epoll");
+}
+
+fn padded(len: usize) -> Vec<u8> {
+    let mut l = b"{\"p\":\"".to_vec();
+    l.resize(len - 2, b'z');
+    l.extend_from_slice(b"\"}");
+    l
+}
+
+fn max_length_boundary(mode: &str) {
+    let config = standard_config(mode).replace(
+        r#"path = "{dir}/in.sock""#,
+        "path = \"{dir}/in.sock\"\npreprocessors = [{ name = \"separate\", config = { max_length = 100 } }]",
+    );
+    let mut gw = Gateway::start(&config);
+    let (fits, over, way_over) = (padded(100), padded(101), padded(5000));
+    let mut payload = Vec::new();
+    for line in [&fits, &over, &fits, &way_over, &fits] {
+        payload.extend_from_slice(line);
+        payload.push(b'\n');
+    }
+    let file = gw.path("payload.bin");
+    std::fs::write(&file, &payload).unwrap();
+    Client::produce(gw.socket(), &["--file", file.to_str().unwrap(), "--writes", "tiny"]).finish();
+    let summary = gw.stop();
+
+    assert_eq!(read_lines(&gw.path("out.ndjson")), [fits.clone(), fits.clone(), fits.clone()]);
+    let dead = read_json_lines(&gw.path("dead.ndjson"));
+    let got: Vec<_> = dead.iter().map(|d| (d["error"].clone(), d["line"].clone(), d["len"].clone(), d["truncated"].clone())).collect();
+    assert_eq!(
+        got,
+        [
+            ("oversized".into(), 2.into(), 101.into(), false.into()),
+            ("oversized".into(), 4.into(), 5000.into(), true.into()),
+        ],
+        "{dead:?}"
+    );
+    assert_eq!(dead[0]["raw"].as_str().map(str::as_bytes), Some(over.as_slice()));
+    assert_eq!(summary, Summary { events_in: 3, events_out: 3, dead_lettered: 2, dropped: 0 });
 }

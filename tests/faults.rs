@@ -22,24 +22,45 @@ fn emfile_backoff_epoll() {
 }
 
 fn emfile_backoff(mode: &str) {
-    let mut gw = Gateway::configure(&standard_config(mode)).nofile(64).start();
+    let mut gw = Gateway::configure(&standard_config(mode))
+        .nofile(64)
+        .start();
 
     // 100 connections at once, each sending one line, against a 64-descriptor limit.
-    let flood = Client::python("flood.py", &[gw.socket_str(), "--conns", "100", "--hold", "2"]);
+    let flood = Client::python(
+        "flood.py",
+        &[gw.socket_str(), "--conns", "100", "--hold", "2"],
+    );
     let report = flood.finish();
-    let connected: Vec<u64> = report["connected"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
-    assert!(connected.len() >= 64, "the flood must exceed the descriptor limit: {report}");
-    assert!(gw.is_running(), "gateway died under EMFILE; stderr:\n{}", gw.stderr());
+    let connected: Vec<u64> = report["connected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert!(
+        connected.len() >= 64,
+        "the flood must exceed the descriptor limit: {report}"
+    );
+    assert!(
+        gw.is_running(),
+        "gateway died under EMFILE; stderr:\n{}",
+        gw.stderr()
+    );
 
     // After the flood: a fresh client is served.
     Client::produce(gw.socket(), &["--conn", "1", "--count", "1000"]).finish();
     let out = gw.path("out.ndjson");
     let expected = connected.len() + 1000;
-    wait_until(Duration::from_secs(60), "the fresh client's events and the flood's lines", || {
-        count_lines(&out) >= expected
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "the fresh client's events and the flood's lines",
+        || count_lines(&out) >= expected,
+    );
 
     let summary = gw.stop();
+    let emfile_logged = gw.stderr().contains("Too many open files") || gw.stderr().contains("os error 24");
+    eprintln!("{mode}: {} of 100 flood connections got their line in; EMFILE logged: {emfile_logged}", connected.len());
     let mut check = SeqChecker::new(PAD);
     let mut flooded = Vec::new();
     for line in read_lines(&out) {
@@ -47,12 +68,23 @@ fn emfile_backoff(mode: &str) {
             check.push(&line);
         } else {
             let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
-            flooded.push(v["flood"].as_u64().unwrap_or_else(|| panic!("unexpected line {}", show(&line))));
+            flooded.push(
+                v["flood"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("unexpected line {}", show(&line))),
+            );
         }
     }
-    assert_eq!(check.counts().get(&1), Some(&1000), "the fresh client's events");
+    assert_eq!(
+        check.counts().get(&1),
+        Some(&1000),
+        "the fresh client's events"
+    );
     flooded.sort();
-    assert_eq!(flooded, connected, "each flood connection that got its line in is read once it can be accepted");
+    assert_eq!(
+        flooded, connected,
+        "each flood connection that got its line in is read once it can be accepted"
+    );
     assert_eq!(summary.events_out, expected as u64);
 }
 
@@ -65,14 +97,20 @@ struct Tmpfs {
 
 impl Tmpfs {
     fn mount(size: &str) -> Result<Tmpfs, String> {
-        let dir = tempfile::Builder::new().prefix("ringway-disk").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("ringway-disk")
+            .tempdir()
+            .unwrap();
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir.path())
             .output()
             .map_err(|e| format!("cannot run mount: {e}"))?;
         if !out.status.success() {
-            return Err(format!("mount -t tmpfs failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            return Err(format!(
+                "mount -t tmpfs failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
         }
         Ok(Tmpfs { dir })
     }
@@ -133,7 +171,10 @@ fn sink_write_error(mode: &str) {
 
     let config = standard_config(mode).replace("{dir}/out.ndjson", out.to_str().unwrap());
     let mut gw = Gateway::start(&config);
-    let client = Client::produce(gw.socket(), &["--conn", "3", "--count", "40000", "--seed", "9"]);
+    let client = Client::produce(
+        gw.socket(),
+        &["--conn", "3", "--count", "40000", "--seed", "9"],
+    );
     // Let the gateway run into ENOSPC for a while (it should log it; not required here).
     let logged = poll_until(Duration::from_secs(5), || {
         let e = gw.stderr();
@@ -143,18 +184,41 @@ fn sink_write_error(mode: &str) {
         eprintln!("note: no ENOSPC log line within 5 s");
     }
     std::thread::sleep(Duration::from_secs(1));
-    assert!(gw.is_running(), "the gateway must survive a full disk; stderr:\n{}", gw.stderr());
-    assert!(count_lines(&out) < 40_000, "the disk was full: not all events can have been written");
+    assert!(
+        gw.is_running(),
+        "the gateway must survive a full disk; stderr:\n{}",
+        gw.stderr()
+    );
+    assert!(
+        count_lines(&out) < 40_000,
+        "the disk was full: not all events can have been written"
+    );
 
     fs::remove_file(&filler).unwrap();
     client.finish();
-    wait_until(Duration::from_secs(60), "all events written once the disk has room", || count_lines(&out) >= 40_000);
+    wait_until(
+        Duration::from_secs(60),
+        "all events written once the disk has room",
+        || count_lines(&out) >= 40_000,
+    );
     let summary = gw.stop();
 
     let mut check = SeqChecker::new(PAD);
     for line in read_lines(&out) {
         check.push(&line);
     }
-    assert_eq!(check.counts().get(&3), Some(&40_000), "all events, in order, no duplicates");
-    assert_eq!(summary, Summary { events_in: 40_000, events_out: 40_000, dead_lettered: 0, dropped: 0 });
+    assert_eq!(
+        check.counts().get(&3),
+        Some(&40_000),
+        "all events, in order, no duplicates"
+    );
+    assert_eq!(
+        summary,
+        Summary {
+            events_in: 40_000,
+            events_out: 40_000,
+            dead_lettered: 0,
+            dropped: 0
+        }
+    );
 }

@@ -11,7 +11,9 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use util::*;
 
 fn config_at(socket: &str, permissions: Option<&str>) -> String {
-    let perms = permissions.map(|p| format!("permissions = \"{p}\"\n")).unwrap_or_default();
+    let perms = permissions
+        .map(|p| format!("permissions = \"{p}\"\n"))
+        .unwrap_or_default();
     format!(
         r#"
 io_mode = "epoll"
@@ -46,9 +48,14 @@ fn stale_socket_is_replaced() {
     let mut gw = launch.start();
     assert_eq!(gw.socket(), path);
     send_line(gw.socket(), r#"{"after":"stale"}"#);
-    wait_until(PATIENCE, "the event in the sink", || count_lines(&gw.path("out.ndjson")) == 1);
+    wait_until(PATIENCE, "the event in the sink", || {
+        count_lines(&gw.path("out.ndjson")) == 1
+    });
     let summary = gw.stop();
-    assert_eq!(read_lines(&gw.path("out.ndjson")), [br#"{"after":"stale"}"#.to_vec()]);
+    assert_eq!(
+        read_lines(&gw.path("out.ndjson")),
+        [br#"{"after":"stale"}"#.to_vec()]
+    );
     assert_eq!(summary.events_out, 1);
     assert!(!path.exists(), "socket unlinked on clean exit");
 }
@@ -60,8 +67,15 @@ fn live_socket_is_refused() {
 
     let refusal = Gateway::configure(&config_at(path.to_str().unwrap(), None)).expect_failure();
     let (status, stderr) = (refusal.status, &refusal.stderr);
-    assert!(!status.success(), "second gateway on a live socket must fail; stderr:\n{stderr}");
-    assert!(stderr.contains(path.to_str().unwrap()), "error names the path {}:\n{stderr}", path.display());
+    assert!(
+        !status.success(),
+        "second gateway on a live socket must fail; stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(path.to_str().unwrap()),
+        "error names the path {}:\n{stderr}",
+        path.display()
+    );
 
     // The first gateway still owns the path and still works.
     assert!(fs::symlink_metadata(&path).unwrap().file_type().is_socket());
@@ -81,7 +95,10 @@ fn live_foreign_listener_is_refused() {
     let refusal = Gateway::configure(&config_at(path.to_str().unwrap(), None)).expect_failure();
     let (status, stderr) = (refusal.status, &refusal.stderr);
     assert!(!status.success(), "stderr:\n{stderr}");
-    assert!(stderr.contains(path.to_str().unwrap()), "error names the path:\n{stderr}");
+    assert!(
+        stderr.contains(path.to_str().unwrap()),
+        "error names the path:\n{stderr}"
+    );
     // Our listener is untouched: a new connection still reaches it.
     let _c = UnixStream::connect(&path).expect("the listener's socket file is still there");
     listener.accept().expect("the listener still accepts");
@@ -95,10 +112,17 @@ fn regular_file_is_refused_and_untouched() {
 
     let refusal = launch.expect_failure();
     let (status, stderr) = (refusal.status, &refusal.stderr);
-    assert_eq!(fs::read(&path).unwrap(), b"precious data", "content untouched");
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        b"precious data",
+        "content untouched"
+    );
     assert!(fs::symlink_metadata(&path).unwrap().is_file());
     assert!(!status.success(), "stderr:\n{stderr}");
-    assert!(stderr.contains(path.to_str().unwrap()), "error names the path:\n{stderr}");
+    assert!(
+        stderr.contains(path.to_str().unwrap()),
+        "error names the path:\n{stderr}"
+    );
 }
 
 #[test]
@@ -113,7 +137,10 @@ fn directory_and_symlink_are_refused_and_untouched() {
     assert!(fs::symlink_metadata(&path).unwrap().is_dir());
     assert_eq!(fs::read(path.join("inside")).unwrap(), b"x");
     assert!(!status.success(), "directory: stderr:\n{stderr}");
-    assert!(stderr.contains(path.to_str().unwrap()), "error names the path:\n{stderr}");
+    assert!(
+        stderr.contains(path.to_str().unwrap()),
+        "error names the path:\n{stderr}"
+    );
 
     // A symlink (to a stale socket, even: a symlink is never followed nor replaced).
     let launch = Gateway::configure(&config_at("{dir}/in.sock", None));
@@ -123,16 +150,31 @@ fn directory_and_symlink_are_refused_and_untouched() {
     std::os::unix::fs::symlink(&target, &path).unwrap();
     let refusal = launch.expect_failure();
     let (status, stderr) = (refusal.status, &refusal.stderr);
-    assert!(fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+    assert!(fs::symlink_metadata(&path)
+        .unwrap()
+        .file_type()
+        .is_symlink());
     assert_eq!(fs::read_link(&path).unwrap(), target);
-    assert!(fs::symlink_metadata(&target).unwrap().file_type().is_socket());
+    assert!(fs::symlink_metadata(&target)
+        .unwrap()
+        .file_type()
+        .is_socket());
     assert!(!status.success(), "symlink: stderr:\n{stderr}");
-    assert!(stderr.contains(path.to_str().unwrap()), "error names the path:\n{stderr}");
+    assert!(
+        stderr.contains(path.to_str().unwrap()),
+        "error names the path:\n{stderr}"
+    );
 }
 
 #[test]
 fn permissions_are_applied() {
-    for (spec, mode) in [(None, 0o600), (Some("=600"), 0o600), (Some("0640"), 0o640), (Some("640"), 0o640), (Some("u=rw,g=r"), 0o640)] {
+    for (spec, mode) in [
+        (None, 0o600),
+        (Some("=600"), 0o600),
+        (Some("0640"), 0o640),
+        (Some("640"), 0o640),
+        (Some("u=rw,g=r"), 0o640),
+    ] {
         let mut gw = Gateway::start(&config_at("{dir}/in.sock", spec));
         let meta = fs::symlink_metadata(gw.socket()).unwrap();
         assert!(meta.file_type().is_socket());

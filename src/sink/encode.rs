@@ -148,7 +148,14 @@ mod tests {
 
     #[test]
     fn json_strings_round_trip_through_serde() {
-        for input in ["plain", "q\"uote", "back\\slash", "nl\nand\ttab", "\u{1}ctl", "üñí"] {
+        for input in [
+            "plain",
+            "q\"uote",
+            "back\\slash",
+            "nl\nand\ttab",
+            "\u{1}ctl",
+            "üñí",
+        ] {
             let back: String = serde_json::from_str(&s(input.as_bytes())).unwrap();
             assert_eq!(back, input);
         }

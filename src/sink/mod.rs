@@ -108,7 +108,9 @@ fn run(
             pending.push(b);
         }
         let idle = closed || rx.is_empty();
-        if idle || pending_bytes >= FLUSH_AT || pending.len() >= MAX_IOV
+        if idle
+            || pending_bytes >= FLUSH_AT
+            || pending.len() >= MAX_IOV
             || sinks.iter().chain([&dead]).any(|s| s.buf.len() >= FLUSH_AT)
         {
             let events: u64 = pending.iter().map(|b| b.events() as u64).sum();
@@ -204,7 +206,11 @@ fn write_all(out: &mut Output, mut slices: &mut [IoSlice<'_>], ctx: &mut WriteCt
                     tracing::warn!(sink = %out.name(), error = %e, suppressed,
                         "write failed; retrying in {backoff:?} (nothing is dropped; sources wait)");
                 }
-                if ctx.shutdown.sink_give_up().is_some_and(|t| Instant::now() >= t) {
+                if ctx
+                    .shutdown
+                    .sink_give_up()
+                    .is_some_and(|t| Instant::now() >= t)
+                {
                     tracing::error!(sink = %out.name(),
                         "giving up: the shutdown grace is over and the sink still fails");
                     ctx.gave_up = true;

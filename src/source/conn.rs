@@ -52,7 +52,11 @@ impl Conn {
             dec,
             events: &mut self.events,
             dead: &mut self.dead,
-            hint: ctx.channel.batch_max_bytes.get().min(data.len().max(4096) * 2),
+            hint: ctx
+                .channel
+                .batch_max_bytes
+                .get()
+                .min(data.len().max(4096) * 2),
         };
         self.framer
             .feed(ctx.framing, data, &mut |frame| sink.frame(frame));
@@ -69,7 +73,8 @@ impl Conn {
             dead: &mut self.dead,
             hint: 4096,
         };
-        self.framer.finish(ctx.framing, &mut |frame| sink.frame(frame));
+        self.framer
+            .finish(ctx.framing, &mut |frame| sink.frame(frame));
     }
 
     fn batch_is_full(&self, ctx: &IngestCtx<'_>) -> bool {
@@ -118,7 +123,9 @@ impl FrameSink<'_> {
                         self.batch().push(bytes);
                         *self.events += 1;
                     }
-                    Err(e) => self.dead_letter(e.kind(), e.to_string(), line, bytes.len() as u64, bytes),
+                    Err(e) => {
+                        self.dead_letter(e.kind(), e.to_string(), line, bytes.len() as u64, bytes)
+                    }
                 }
             }
             Frame::Oversized { head, len, line } => self.dead_letter(

@@ -8,8 +8,8 @@
 
 pub mod conn;
 pub mod epoll;
-pub mod uring;
 pub mod unix;
+pub mod uring;
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

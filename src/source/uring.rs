@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
-use super::{SourceRt, Shutdown};
+use super::{Shutdown, SourceRt};
 use crate::channel::{Offer, Sender};
 use crate::codec::Decoder;
 use crate::config::ChannelConfig;
@@ -119,8 +119,8 @@ struct BufRing {
 
 impl BufRing {
     fn new(ring: &IoUring, count: u16, buf_size: usize) -> io::Result<BufRing> {
-        let entries_layout =
-            std::alloc::Layout::from_size_align(count as usize * 16, 4096).map_err(io::Error::other)?;
+        let entries_layout = std::alloc::Layout::from_size_align(count as usize * 16, 4096)
+            .map_err(io::Error::other)?;
         let bufs_layout = std::alloc::Layout::from_size_align(count as usize * buf_size, 4096)
             .map_err(io::Error::other)?;
         // SAFETY: both layouts have non-zero size (count ≥ 1, buf_size ≥ 64).
@@ -145,12 +145,8 @@ impl BufRing {
         // SAFETY: `entries` is page-aligned memory of `count` entries that lives until `self` is
         // dropped, and `Worker` drops the ring (unregistering the group) before the BufRing.
         unsafe {
-            ring.submitter().register_buf_ring_with_flags(
-                entries as u64,
-                count,
-                BUF_GROUP,
-                0,
-            )?;
+            ring.submitter()
+                .register_buf_ring_with_flags(entries as u64, count, BUF_GROUP, 0)?;
         }
         for bid in 0..count {
             br.push(bid);
@@ -340,7 +336,11 @@ impl Worker {
             };
             match res {
                 Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                    ) => {}
                 Err(e) => return Err(e),
             }
             cqes.clear();
@@ -375,7 +375,9 @@ impl Worker {
         }
         if self.stopping && !self.past_deadline {
             if let Some(d) = self.args.shutdown.deadline() {
-                min(d.saturating_duration_since(now).max(Duration::from_millis(1)));
+                min(d
+                    .saturating_duration_since(now)
+                    .max(Duration::from_millis(1)));
             }
         }
         t
@@ -408,9 +410,13 @@ impl Worker {
     }
 
     fn arm_wake(&mut self) {
-        let e = opcode::Read::new(types::Fd(self.wake.as_raw_fd()), self.wake_buf.as_mut_ptr(), 8)
-            .build()
-            .user_data(ud(K_WAKE, 0, 0));
+        let e = opcode::Read::new(
+            types::Fd(self.wake.as_raw_fd()),
+            self.wake_buf.as_mut_ptr(),
+            8,
+        )
+        .build()
+        .user_data(ud(K_WAKE, 0, 0));
         self.wake_armed = true;
         self.push_sqe(e);
     }
@@ -689,30 +695,37 @@ impl Worker {
                 }
             }
         }
-        if self.stopping && !self.past_deadline {
-            if self.args.shutdown.deadline().is_some_and(|d| d <= now) {
-                self.past_deadline = true;
-                for slot in self.slots.iter().flatten() {
-                    // Reading ends with EOF; the normal path flushes and closes.
-                    let _ = rustix::net::shutdown(&slot.fd, rustix::net::Shutdown::Read);
-                }
-                let parked = std::mem::take(&mut self.parked);
-                for idx in parked {
-                    self.drain(idx);
-                }
+        if self.stopping
+            && !self.past_deadline
+            && self.args.shutdown.deadline().is_some_and(|d| d <= now)
+        {
+            self.past_deadline = true;
+            for slot in self.slots.iter().flatten() {
+                // Reading ends with EOF; the normal path flushes and closes.
+                let _ = rustix::net::shutdown(&slot.fd, rustix::net::Shutdown::Read);
+            }
+            let parked = std::mem::take(&mut self.parked);
+            for idx in parked {
+                self.drain(idx);
             }
         }
-        if self.stopping && self.wake_armed && !self.wake_cancelled {
-            if self.slots.iter().all(Option::is_none) {
-                self.wake_cancelled = true;
-                self.cancel(ud(K_WAKE, 0, 0));
-            }
+        if self.stopping
+            && self.wake_armed
+            && !self.wake_cancelled
+            && self.slots.iter().all(Option::is_none)
+        {
+            self.wake_cancelled = true;
+            self.cancel(ud(K_WAKE, 0, 0));
         }
     }
 }
 
 /// Offer without waiting; past the shutdown deadline, wait. `Some(batch)` means park.
-fn offer(sender: &Sender, b: crate::channel::Batch, blocking: bool) -> Option<crate::channel::Batch> {
+fn offer(
+    sender: &Sender,
+    b: crate::channel::Batch,
+    blocking: bool,
+) -> Option<crate::channel::Batch> {
     if blocking {
         let _ = sender.send_blocking(b);
         return None;

@@ -9,7 +9,10 @@ Usage:
 Stdout protocol (one JSON object per line, flushed at once):
   first line   {"pid":..,"uid":..,"gid":..}   the credentials the kernel will report
   --progress   {"bytes":n}                     bytes handed to the kernel so far (~every 1 MiB)
-  last line    {"sent":n,"bytes":b,"error":e}  n = lines whose every byte was accepted by send()
+  last line    {"sent":n,"upper":u,"bytes":b,"error":e}
+               sent  = lines whose every byte was accepted by send()
+               upper = lines that may have reached the kernel (a send() that fails may
+                       have passed part of its chunk on first): the receiver can see at most these
 
 Generated events are `event(c, i)` below; tests/util/mod.rs has the same function, so a
 test can check each delivered line byte for byte. Writes are cut at random sizes
@@ -55,6 +58,7 @@ class Sender:
     def __init__(self, sock, rng, mode, progress):
         self.sock, self.rng, self.mode, self.progress = sock, rng, mode, progress
         self.bytes = 0
+        self.attempted = 0
         self.next_report = 1 << 20
 
     def send(self, buf):
@@ -63,6 +67,7 @@ class Sender:
         pos = 0
         while pos < len(view):
             n = min(chunk_size(self.rng, self.mode), len(view) - pos)
+            self.attempted = self.bytes + n
             self.sock.sendall(view[pos:pos + n])
             pos += n
             self.bytes += n
@@ -99,13 +104,13 @@ def main():
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(args.socket)
     sender = Sender(sock, rng, args.writes, args.progress)
-    sent, error = 0, None
+    sent, upper, error = 0, 0, None
     try:
         if args.file:
             with open(args.file, "rb") as f:
                 data = f.read()
             sender.send(data)
-            sent = data.count(b"\n")
+            sent = upper = data.count(b"\n")
         elif args.forever:
             # Blocks of lines; a line counts as sent once all its bytes were accepted.
             i = 0
@@ -120,19 +125,21 @@ def main():
                 finally:
                     done = sender.bytes - base
                     sent += sum(1 for end in block_ends if end <= done)
+                    tried = sender.attempted - base
+                    upper += sum(1 for end in block_ends if end <= tried)
                 i += len(block_ends)
         else:
             data = b"".join(event(args.conn, i, pad_min, pad_max) for i in range(args.count))
             sender.send(data)
-            sent = args.count
+            sent = upper = args.count
     except (BrokenPipeError, ConnectionResetError) as e:
         error = type(e).__name__
         if not args.forever:
-            say({"sent": sent, "bytes": sender.bytes, "error": error})
+            say({"sent": sent, "upper": upper, "bytes": sender.bytes, "error": error})
             return 1
     finally:
         sock.close()
-    say({"sent": sent, "bytes": sender.bytes, "error": error})
+    say({"sent": sent, "upper": upper, "bytes": sender.bytes, "error": error})
     return 0
 
 

@@ -94,17 +94,14 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Parses the last non-empty line of `stderr`, which must be exactly the summary.
+    /// Parses the last non-empty line of `stderr`, which must be the summary: `summary`
+    /// and the four counts, in order. (Whether anything follows them is checked by
+    /// [`Summary::parse_exact`], in one test of its own.)
     pub fn parse(stderr: &str) -> Result<Summary, String> {
-        let last = stderr
-            .lines()
-            .map(strip_ansi)
-            .filter(|l| !l.trim().is_empty())
-            .last()
-            .ok_or("stderr is empty")?;
+        let last = last_line(stderr)?;
         let fields: Vec<&str> = last.split_whitespace().collect();
         let keys = ["events_in", "events_out", "dead_lettered", "dropped"];
-        if fields.len() != 5 || fields[0] != "summary" {
+        if fields.len() < 5 || fields[0] != "summary" {
             return Err(format!("last stderr line is not a summary line: {last:?}"));
         }
         let mut values = [0u64; 4];
@@ -123,6 +120,30 @@ impl Summary {
             dropped: values[3],
         })
     }
+
+    /// Like [`Summary::parse`], but the line must be exactly
+    /// `summary events_in=<n> events_out=<n> dead_lettered=<n> dropped=<n>`.
+    pub fn parse_exact(stderr: &str) -> Result<Summary, String> {
+        let summary = Summary::parse(stderr)?;
+        let want = format!(
+            "summary events_in={} events_out={} dead_lettered={} dropped={}",
+            summary.events_in, summary.events_out, summary.dead_lettered, summary.dropped
+        );
+        let last = last_line(stderr)?;
+        if last != want {
+            return Err(format!("summary line is not exactly of the documented form:\n got  {last:?}\n want {want:?}"));
+        }
+        Ok(summary)
+    }
+}
+
+fn last_line(stderr: &str) -> Result<String, String> {
+    stderr
+        .lines()
+        .map(strip_ansi)
+        .filter(|l| !l.trim().is_empty())
+        .last()
+        .ok_or_else(|| "stderr is empty".to_string())
 }
 
 pub fn strip_ansi(line: &str) -> String {
@@ -188,7 +209,11 @@ impl Launch {
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stderr(stderr)
-            .stdout(if self.stdout_piped { Stdio::piped() } else { Stdio::null() });
+            .stdout(if self.stdout_piped {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
@@ -196,7 +221,10 @@ impl Launch {
             // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
             unsafe {
                 cmd.pre_exec(move || {
-                    let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
                     if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
@@ -206,7 +234,14 @@ impl Launch {
         }
         let mut child = cmd.spawn().expect("spawn ringway");
         let stdout = child.stdout.take();
-        Gateway { child, dir: self.dir, stderr_path, socket: None, stdout, exit: None }
+        Gateway {
+            child,
+            dir: self.dir,
+            stderr_path,
+            socket: None,
+            stdout,
+            exit: None,
+        }
     }
 
     /// Spawns the gateway and waits until its socket accepts connections.
@@ -225,11 +260,21 @@ impl Launch {
             if let Some(status) = gw.child.try_wait().unwrap() {
                 gw.exit = Some(status);
                 let stderr = gw.stderr();
-                assert!(listening_path(&stderr).is_none(), "gateway listened before exiting:\n{stderr}");
-                return Refusal { status, stderr, _gateway: gw };
+                assert!(
+                    listening_path(&stderr).is_none(),
+                    "gateway listened before exiting:\n{stderr}"
+                );
+                return Refusal {
+                    status,
+                    stderr,
+                    _gateway: gw,
+                };
             }
             if start.elapsed() > PATIENCE {
-                panic!("gateway did not exit within {PATIENCE:?}; stderr:\n{}", gw.stderr());
+                panic!(
+                    "gateway did not exit within {PATIENCE:?}; stderr:\n{}",
+                    gw.stderr()
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -263,7 +308,10 @@ impl Gateway {
     /// Writes `config` (with `{dir}` replaced by a fresh temp dir) to `<dir>/ringway.toml`;
     /// the gateway will run `ringway run --config` on it.
     pub fn configure(config: &str) -> Launch {
-        let dir = tempfile::Builder::new().prefix("ringway-test").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("ringway-test")
+            .tempdir()
+            .unwrap();
         let config = config.replace("{dir}", dir.path().to_str().unwrap());
         let config_path = dir.path().join("ringway.toml");
         fs::write(&config_path, config).unwrap();
@@ -278,8 +326,17 @@ impl Gateway {
 
     /// `ringway` with no arguments: the embedded default config.
     pub fn default_config() -> Launch {
-        let dir = tempfile::Builder::new().prefix("ringway-test").tempdir().unwrap();
-        Launch { dir, args: vec![], envs: vec![], stdout_piped: false, nofile: None }
+        let dir = tempfile::Builder::new()
+            .prefix("ringway-test")
+            .tempdir()
+            .unwrap();
+        Launch {
+            dir,
+            args: vec![],
+            envs: vec![],
+            stdout_piped: false,
+            nofile: None,
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -308,7 +365,9 @@ impl Gateway {
     }
 
     pub fn take_stdout(&mut self) -> ChildStdout {
-        self.stdout.take().expect("stdout not piped (Launch::stdout_piped) or already taken")
+        self.stdout
+            .take()
+            .expect("stdout not piped (Launch::stdout_piped) or already taken")
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -342,16 +401,25 @@ impl Gateway {
                 break path;
             }
             if !self.is_running() {
-                panic!("gateway exited with {:?} before listening; stderr:\n{}", self.exit, self.stderr());
+                panic!(
+                    "gateway exited with {:?} before listening; stderr:\n{}",
+                    self.exit,
+                    self.stderr()
+                );
             }
             if start.elapsed() > PATIENCE {
-                panic!("no `listening on unix:` line within {PATIENCE:?}; stderr:\n{}", self.stderr());
+                panic!(
+                    "no `listening on unix:` line within {PATIENCE:?}; stderr:\n{}",
+                    self.stderr()
+                );
             }
             thread::sleep(Duration::from_millis(20));
         };
-        wait_until(PATIENCE, &format!("{} to accept connections", socket.display()), || {
-            UnixStream::connect(&socket).is_ok()
-        });
+        wait_until(
+            PATIENCE,
+            &format!("{} to accept connections", socket.display()),
+            || UnixStream::connect(&socket).is_ok(),
+        );
         self.socket = Some(socket);
     }
 
@@ -366,7 +434,10 @@ impl Gateway {
         let start = Instant::now();
         while self.is_running() {
             if start.elapsed() > timeout {
-                panic!("gateway still running {timeout:?} after being told to stop; stderr:\n{}", self.stderr());
+                panic!(
+                    "gateway still running {timeout:?} after being told to stop; stderr:\n{}",
+                    self.stderr()
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -378,7 +449,11 @@ impl Gateway {
         self.signal(libc::SIGTERM);
         let status = self.wait_exit(EXIT_PATIENCE);
         let stderr = self.stderr();
-        assert!(status.success(), "gateway exited with {status} after SIGTERM; stderr:\n{}", tail(&stderr));
+        assert!(
+            status.success(),
+            "gateway exited with {status} after SIGTERM; stderr:\n{}",
+            tail(&stderr)
+        );
         Summary::parse(&stderr).unwrap_or_else(|e| panic!("{e}; stderr:\n{}", tail(&stderr)))
     }
 }
@@ -390,7 +465,11 @@ impl Drop for Gateway {
             let _ = self.child.wait();
         }
         if thread::panicking() {
-            eprintln!("--- ringway stderr ({}) ---\n{}", self.dir.path().display(), tail(&self.stderr()));
+            eprintln!(
+                "--- ringway stderr ({}) ---\n{}",
+                self.dir.path().display(),
+                tail(&self.stderr())
+            );
         }
     }
 }
@@ -457,7 +536,9 @@ impl Client {
     }
 
     pub fn spawn(name: String, mut cmd: Command) -> Client {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
         let stdout = child.stdout.take().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
@@ -470,7 +551,12 @@ impl Client {
                 }
             }
         });
-        Client { name, child, lines, reader: Some(reader) }
+        Client {
+            name,
+            child,
+            lines,
+            reader: Some(reader),
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -489,15 +575,22 @@ impl Client {
             .unwrap()
             .iter()
             .rev()
-            .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?.get("bytes")?.as_u64())
+            .find_map(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .ok()?
+                    .get("bytes")?
+                    .as_u64()
+            })
             .unwrap_or(0)
     }
 
     /// The client's own pid/uid/gid (its first stdout line).
     pub fn creds(&self) -> Creds {
-        wait_until(PATIENCE, &format!("{} to report its credentials", self.name), || {
-            !self.lines.lock().unwrap().is_empty()
-        });
+        wait_until(
+            PATIENCE,
+            &format!("{} to report its credentials", self.name),
+            || !self.lines.lock().unwrap().is_empty(),
+        );
         let v: serde_json::Value = serde_json::from_str(&self.lines.lock().unwrap()[0]).unwrap();
         Creds {
             pid: v["pid"].as_u64().unwrap(),
@@ -523,7 +616,13 @@ impl Client {
             thread::sleep(Duration::from_millis(20));
         };
         self.reader.take().unwrap().join().unwrap();
-        let last = self.lines.lock().unwrap().last().cloned().unwrap_or_default();
+        let last = self
+            .lines
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default();
         (status, last)
     }
 
@@ -532,7 +631,10 @@ impl Client {
     pub fn finish(self) -> serde_json::Value {
         let name = self.name.clone();
         let (status, last) = self.wait(Duration::from_secs(180));
-        assert!(status.success(), "client `{name}` failed: {status}; last output: {last}");
+        assert!(
+            status.success(),
+            "client `{name}` failed: {status}; last output: {last}"
+        );
         serde_json::from_str(&last).unwrap_or(serde_json::Value::Null)
     }
 }
@@ -587,12 +689,20 @@ pub struct SeqChecker {
 
 impl SeqChecker {
     pub fn new(pad: (u64, u64)) -> SeqChecker {
-        SeqChecker { pad, next: BTreeMap::new(), lines: 0 }
+        SeqChecker {
+            pad,
+            next: BTreeMap::new(),
+            lines: 0,
+        }
     }
 
     pub fn push(&mut self, line: &[u8]) {
         let (c, i) = parse_ci(line).unwrap_or_else(|| {
-            panic!("line {} is not a generated event: {}", self.lines + 1, show(line))
+            panic!(
+                "line {} is not a generated event: {}",
+                self.lines + 1,
+                show(line)
+            )
         });
         let expected = self.next.entry(c).or_insert(0);
         assert_eq!(
@@ -601,7 +711,12 @@ impl SeqChecker {
             self.lines + 1
         );
         let want = event(c, i, self.pad);
-        assert!(line == want.as_slice(), "event c={c} i={i} corrupted:\n got  {}\n want {}", show(line), show(&want));
+        assert!(
+            line == want.as_slice(),
+            "event c={c} i={i} corrupted:\n got  {}\n want {}",
+            show(line),
+            show(&want)
+        );
         *expected += 1;
         self.lines += 1;
     }
@@ -622,7 +737,10 @@ pub fn parse_ci(line: &[u8]) -> Option<(u64, u64)> {
 }
 
 fn take_number(s: &[u8]) -> Option<(u64, &[u8])> {
-    let end = s.iter().position(|b| !b.is_ascii_digit()).unwrap_or(s.len());
+    let end = s
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(s.len());
     let n = std::str::from_utf8(&s[..end]).ok()?.parse().ok()?;
     Some((n, &s[end..]))
 }
@@ -630,7 +748,11 @@ fn take_number(s: &[u8]) -> Option<(u64, &[u8])> {
 /// A line for an assertion message: lossy UTF-8, cut to 300 bytes.
 pub fn show(line: &[u8]) -> String {
     let cut = &line[..line.len().min(300)];
-    let more = if line.len() > 300 { format!("… ({} bytes)", line.len()) } else { String::new() };
+    let more = if line.len() > 300 {
+        format!("… ({} bytes)", line.len())
+    } else {
+        String::new()
+    };
     format!("{:?}{more}", String::from_utf8_lossy(cut))
 }
 
@@ -649,8 +771,16 @@ pub fn split_lines(data: &[u8], what: &Path) -> Vec<Vec<u8>> {
     if data.is_empty() {
         return vec![];
     }
-    assert!(data.ends_with(b"\n"), "{} does not end with a newline: ...{}", what.display(), show(&data[data.len().saturating_sub(200)..]));
-    data[..data.len() - 1].split(|b| *b == b'\n').map(|l| l.to_vec()).collect()
+    assert!(
+        data.ends_with(b"\n"),
+        "{} does not end with a newline: ...{}",
+        what.display(),
+        show(&data[data.len().saturating_sub(200)..])
+    );
+    data[..data.len() - 1]
+        .split(|b| *b == b'\n')
+        .map(|l| l.to_vec())
+        .collect()
 }
 
 /// Each line of an NDJSON file parsed as JSON.
@@ -659,8 +789,14 @@ pub fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
         .iter()
         .enumerate()
         .map(|(n, l)| {
-            serde_json::from_slice(l)
-                .unwrap_or_else(|e| panic!("{} line {}: not JSON ({e}): {}", path.display(), n + 1, show(l)))
+            serde_json::from_slice(l).unwrap_or_else(|e| {
+                panic!(
+                    "{} line {}: not JSON ({e}): {}",
+                    path.display(),
+                    n + 1,
+                    show(l)
+                )
+            })
         })
         .collect()
 }
@@ -722,7 +858,10 @@ impl LineReader {
                 sink.lock().unwrap().push(carry);
             }
         });
-        LineReader { lines, handle: Some(handle) }
+        LineReader {
+            lines,
+            handle: Some(handle),
+        }
     }
 
     pub fn lines(&self) -> Vec<Vec<u8>> {
@@ -745,7 +884,13 @@ pub fn mkfifo(path: &Path) {
     let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
     // SAFETY: valid NUL-terminated path.
     let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
-    assert_eq!(rc, 0, "mkfifo {}: {}", path.display(), std::io::Error::last_os_error());
+    assert_eq!(
+        rc,
+        0,
+        "mkfifo {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
 }
 
 /// The read end of a FIFO sink, plus a write end the test holds so that reads block
@@ -762,20 +907,35 @@ impl Fifo {
         use std::os::unix::fs::OpenOptionsExt;
         use std::os::unix::io::AsRawFd;
         mkfifo(path);
-        let reader = fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).unwrap();
-        let keeper = fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(path).unwrap();
+        let reader = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .unwrap();
+        let keeper = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .unwrap();
         // SAFETY: fcntl on a descriptor we own.
         unsafe {
             let flags = libc::fcntl(reader.as_raw_fd(), libc::F_GETFL);
             libc::fcntl(reader.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
         }
-        Fifo { reader, keeper: Some(keeper) }
+        Fifo {
+            reader,
+            keeper: Some(keeper),
+        }
     }
 
     /// Reads what is there, waiting up to `timeout` for something; Ok(0) on timeout or EOF.
     pub fn read_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> std::io::Result<usize> {
         use std::os::unix::io::AsRawFd;
-        let mut pfd = libc::pollfd { fd: self.reader.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: self.reader.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd.
         let rc = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as libc::c_int) };
         if rc <= 0 {
