@@ -81,7 +81,7 @@ when_full = "block"
         let now = sent();
         if now != last.0 {
             last = (now, Instant::now());
-        } else if now > 0 && last.1.elapsed() > Duration::from_secs(2) {
+        } else if now > 0 && last.1.elapsed() > Duration::from_secs(3) {
             break now;
         }
         assert!(

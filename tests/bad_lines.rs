@@ -235,12 +235,29 @@ fn max_length_boundary(mode: &str) {
     }
     let file = gw.path("payload.bin");
     std::fs::write(&file, &payload).unwrap();
-    Client::produce(gw.socket(), &["--file", file.to_str().unwrap(), "--writes", "tiny"]).finish();
+    Client::produce(
+        gw.socket(),
+        &["--file", file.to_str().unwrap(), "--writes", "tiny"],
+    )
+    .finish();
     let summary = gw.stop();
 
-    assert_eq!(read_lines(&gw.path("out.ndjson")), [fits.clone(), fits.clone(), fits.clone()]);
+    assert_eq!(
+        read_lines(&gw.path("out.ndjson")),
+        [fits.clone(), fits.clone(), fits.clone()]
+    );
     let dead = read_json_lines(&gw.path("dead.ndjson"));
-    let got: Vec<_> = dead.iter().map(|d| (d["error"].clone(), d["line"].clone(), d["len"].clone(), d["truncated"].clone())).collect();
+    let got: Vec<_> = dead
+        .iter()
+        .map(|d| {
+            (
+                d["error"].clone(),
+                d["line"].clone(),
+                d["len"].clone(),
+                d["truncated"].clone(),
+            )
+        })
+        .collect();
     assert_eq!(
         got,
         [
@@ -249,6 +266,17 @@ fn max_length_boundary(mode: &str) {
         ],
         "{dead:?}"
     );
-    assert_eq!(dead[0]["raw"].as_str().map(str::as_bytes), Some(over.as_slice()));
-    assert_eq!(summary, Summary { events_in: 3, events_out: 3, dead_lettered: 2, dropped: 0 });
+    assert_eq!(
+        dead[0]["raw"].as_str().map(str::as_bytes),
+        Some(over.as_slice())
+    );
+    assert_eq!(
+        summary,
+        Summary {
+            events_in: 3,
+            events_out: 3,
+            dead_lettered: 2,
+            dropped: 0
+        }
+    );
 }

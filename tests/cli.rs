@@ -260,11 +260,24 @@ fn sigint_stops_like_sigterm() {
     let mut s = std::os::unix::net::UnixStream::connect(gw.socket()).unwrap();
     s.write_all(b"{\"a\":1}\n").unwrap();
     drop(s);
-    wait_until(PATIENCE, "the event in the sink", || count_lines(&gw.path("out.ndjson")) == 1);
+    wait_until(PATIENCE, "the event in the sink", || {
+        count_lines(&gw.path("out.ndjson")) == 1
+    });
     gw.signal(libc::SIGINT);
     let status = gw.wait_exit(EXIT_PATIENCE);
     assert!(status.success(), "exit status {status} after SIGINT");
     let summary = Summary::parse(&gw.stderr()).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(summary, Summary { events_in: 1, events_out: 1, dead_lettered: 0, dropped: 0 });
-    assert!(!gw.path("in.sock").exists(), "socket unlinked on clean exit");
+    assert_eq!(
+        summary,
+        Summary {
+            events_in: 1,
+            events_out: 1,
+            dead_lettered: 0,
+            dropped: 0
+        }
+    );
+    assert!(
+        !gw.path("in.sock").exists(),
+        "socket unlinked on clean exit"
+    );
 }

@@ -382,8 +382,8 @@ metadata = "envelope"
 }
 
 // ---------------------------------------------------------------------------------
-// shutdown_drains_open_connections: after SIGTERM no new connections are accepted, but
-// an open one is read to EOF (within shutdown_timeout).
+// Shutdown: an open connection is read to EOF (within shutdown_timeout); no new
+// connection is accepted.
 
 #[test]
 fn shutdown_drains_open_connections_uring() {
@@ -399,19 +399,22 @@ fn shutdown_drains_open_connections(mode: &str) {
     use std::io::Write;
     use std::os::unix::net::UnixStream;
 
-    let config = standard_config(mode).replace(r#"shutdown_timeout = "10s""#, r#"shutdown_timeout = "60s""#);
+    let config =
+        standard_config(mode).replace(r#"shutdown_timeout = "10s""#, r#"shutdown_timeout = "60s""#);
     let mut gw = Gateway::start(&config);
     let out = gw.path("out.ndjson");
     let mut open = UnixStream::connect(gw.socket()).unwrap();
     open.write_all(b"{\"n\":1}\n{\"n\":2,").unwrap();
-    wait_until(PATIENCE, "the first event in the sink", || count_lines(&out) == 1);
+    wait_until(PATIENCE, "the first event in the sink", || {
+        count_lines(&out) == 1
+    });
 
     gw.signal(libc::SIGTERM);
-    let socket = gw.socket().to_path_buf();
-    wait_until(PATIENCE, "the gateway to stop accepting new connections", || {
-        UnixStream::connect(&socket).is_err()
-    });
-    assert!(gw.is_running(), "the gateway must wait for the open connection (shutdown_timeout = 60s)");
+    std::thread::sleep(Duration::from_millis(500)); // let the gateway begin its shutdown
+    assert!(
+        gw.is_running(),
+        "the gateway must wait for the open connection (shutdown_timeout = 60s)"
+    );
 
     // The open connection finishes its line, sends one more, and closes.
     open.write_all(b"\"late\":true}\n{\"n\":3}\n").unwrap();
@@ -420,8 +423,192 @@ fn shutdown_drains_open_connections(mode: &str) {
     assert!(status.success(), "exit status {status}");
     let summary = Summary::parse(&gw.stderr()).unwrap();
 
-    let lines: Vec<String> = read_lines(&out).into_iter().map(|l| String::from_utf8(l).unwrap()).collect();
-    assert_eq!(lines, [r#"{"n":1}"#, r#"{"n":2,"late":true}"#, r#"{"n":3}"#]);
-    assert_eq!(summary, Summary { events_in: 3, events_out: 3, dead_lettered: 0, dropped: 0 });
-    assert!(!socket.exists(), "socket unlinked on clean exit");
+    let lines: Vec<String> = read_lines(&out)
+        .into_iter()
+        .map(|l| String::from_utf8(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        [r#"{"n":1}"#, r#"{"n":2,"late":true}"#, r#"{"n":3}"#]
+    );
+    assert_eq!(
+        summary,
+        Summary {
+            events_in: 3,
+            events_out: 3,
+            dead_lettered: 0,
+            dropped: 0
+        }
+    );
+    assert!(!gw.socket().exists(), "socket unlinked on clean exit");
+}
+
+#[test]
+fn shutdown_refuses_new_connections_uring() {
+    shutdown_refuses_new_connections("uring");
+}
+
+#[test]
+fn shutdown_refuses_new_connections_epoll() {
+    shutdown_refuses_new_connections("epoll");
+}
+
+/// Once shutdown has begun, a new client must not be able to connect: a connect that
+/// succeeds into a listener nobody accepts from any more loses whatever the client sends.
+fn shutdown_refuses_new_connections(mode: &str) {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    let config =
+        standard_config(mode).replace(r#"shutdown_timeout = "10s""#, r#"shutdown_timeout = "60s""#);
+    let mut gw = Gateway::start(&config);
+    // An open connection keeps the shutdown going.
+    let mut open = UnixStream::connect(gw.socket()).unwrap();
+    open.write_all(b"{\"old\":1}\n").unwrap();
+    wait_until(PATIENCE, "the first event in the sink", || {
+        count_lines(&gw.path("out.ndjson")) == 1
+    });
+
+    gw.signal(libc::SIGTERM);
+    let socket = gw.socket().to_path_buf();
+    let mut late = Vec::new(); // connections that still got through, each sending one event
+    let refused = poll_until(PATIENCE, || match UnixStream::connect(&socket) {
+        Ok(mut s) => {
+            let _ = s.write_all(b"{\"late\":1}\n");
+            late.push(s);
+            false
+        }
+        Err(_) => true,
+    });
+    assert!(
+        gw.is_running(),
+        "the open connection keeps the gateway draining"
+    );
+    let late_conns = late.len();
+    drop(late);
+    drop(open);
+    let status = gw.wait_exit(EXIT_PATIENCE);
+    assert!(status.success());
+    let summary = Summary::parse(&gw.stderr()).unwrap();
+    let late_events = read_lines(&gw.path("out.ndjson"))
+        .iter()
+        .filter(|l| l.as_slice() == br#"{"late":1}"#)
+        .count();
+    assert!(
+        refused,
+        "{PATIENCE:?} after SIGTERM new connections to {} still succeed: {late_conns} connections made after SIGTERM \
+         each sent one event, {late_events} of them reached the sink, the rest were lost (summary {summary:?})",
+        socket.display(),
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Every sink gets every event; events_out counts each event once.
+
+#[test]
+fn every_sink_gets_every_event() {
+    let config = r#"
+io_mode = "epoll"
+workers = 2
+
+[[sources]]
+type = "unix_socket_server"
+name = "in"
+path = "{dir}/in.sock"
+
+[[sinks]]
+type = "file"
+path = "{dir}/a.ndjson"
+
+[[sinks]]
+type = "null"
+
+[[sinks]]
+type = "file"
+path = "{dir}/b.ndjson"
+"#;
+    let mut gw = Gateway::start(config);
+    let clients: Vec<Client> = (0..3)
+        .map(|c| Client::produce(gw.socket(), &["--conn", &c.to_string(), "--count", "10000"]))
+        .collect();
+    for client in clients {
+        client.finish();
+    }
+    let summary = gw.stop();
+    for sink in ["a.ndjson", "b.ndjson"] {
+        let mut check = SeqChecker::new(PAD);
+        for line in read_lines(&gw.path(sink)) {
+            check.push(&line);
+        }
+        assert_eq!(check.lines, 30_000, "{sink}");
+    }
+    assert_eq!(
+        summary,
+        Summary {
+            events_in: 30_000,
+            events_out: 30_000,
+            dead_lettered: 0,
+            dropped: 0
+        }
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Lines longer than the read buffer, split across many reads.
+
+#[test]
+fn small_buffers_uring() {
+    small_buffers("uring");
+}
+
+#[test]
+fn small_buffers_epoll() {
+    small_buffers("epoll");
+}
+
+fn small_buffers(mode: &str) {
+    let config = standard_config(mode).replace(
+        r#"path = "{dir}/in.sock""#,
+        "path = \"{dir}/in.sock\"\nbuf_size = 64",
+    );
+    let mut gw = Gateway::start(&config);
+    let clients: Vec<Client> = (0..4)
+        .map(|c| {
+            let writes = if c % 2 == 0 { "tiny" } else { "random" };
+            let seed = (c + 40).to_string();
+            Client::produce(
+                gw.socket(),
+                &[
+                    "--conn",
+                    &c.to_string(),
+                    "--count",
+                    "5000",
+                    "--writes",
+                    writes,
+                    "--seed",
+                    &seed,
+                ],
+            )
+        })
+        .collect();
+    for client in clients {
+        client.finish();
+    }
+    let summary = gw.stop();
+    let mut check = SeqChecker::new(PAD);
+    for line in read_lines(&gw.path("out.ndjson")) {
+        check.push(&line);
+    }
+    for c in 0..4 {
+        assert_eq!(check.counts().get(&c), Some(&5000), "connection {c}");
+    }
+    assert_eq!(
+        summary,
+        Summary {
+            events_in: 20_000,
+            events_out: 20_000,
+            dead_lettered: 0,
+            dropped: 0
+        }
+    );
 }

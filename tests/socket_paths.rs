@@ -189,3 +189,33 @@ fn permissions_are_applied() {
         assert!(!socket.exists(), "socket unlinked on clean exit");
     }
 }
+
+#[test]
+fn owner_and_group_are_applied() {
+    use std::os::unix::fs::MetadataExt;
+    if !is_root() {
+        eprintln!("SKIPPED owner_and_group_are_applied: needs root to chown");
+        return;
+    }
+    let config = config_at("{dir}/in.sock", Some("0660")).replace(
+        "permissions = \"0660\"",
+        "permissions = \"0660\"\nowner = \"4242\"\ngroup = \"4343\"",
+    );
+    let mut gw = Gateway::start(&config);
+    let meta = fs::symlink_metadata(gw.socket()).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o777),
+        (4242, 4343, 0o660)
+    );
+    gw.stop();
+
+    // By name: root's uid and group are 0 on any system.
+    let config = config_at("{dir}/in.sock", None).replace(
+        "path = \"{dir}/in.sock\"",
+        "path = \"{dir}/in.sock\"\nowner = \"root\"\ngroup = \"root\"",
+    );
+    let mut gw = Gateway::start(&config);
+    let meta = fs::symlink_metadata(gw.socket()).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (0, 0));
+    gw.stop();
+}

@@ -92,6 +92,17 @@ pub async fn run_source(
     Ok(())
 }
 
+/// Counts a connection as active for as long as its task runs.
+struct ActiveGuard<'a>(&'a Counters);
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0
+            .connections_active
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Resolves once shutdown has been signalled (or the signal is gone).
 async fn stopped(mut rx: watch::Receiver<bool>) {
     while !*rx.borrow_and_update() {
@@ -116,6 +127,8 @@ async fn connection(src: Arc<SourceRt>, stream: UnixStream, shared: Shared) {
         .map(|c| (c.pid().unwrap_or(0), c.uid(), c.gid()));
     let mut conn = Conn::new(src.conn_meta(cred));
     Counters::add(&shared.counters.connections_accepted, 1);
+    Counters::add(&shared.counters.connections_active, 1);
+    let _active = ActiveGuard(&shared.counters);
     let ctx = IngestCtx {
         framing: &src.cfg.framing,
         channel: &shared.channel,

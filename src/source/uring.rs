@@ -366,6 +366,9 @@ impl Worker {
     fn wait_timeout(&self) -> Option<Duration> {
         let mut t: Option<Duration> = None;
         let mut min = |d: Duration| t = Some(t.map_or(d, |x| x.min(d)));
+        if !self.dirty.is_empty() {
+            min(Duration::ZERO);
+        }
         if !self.parked.is_empty() || !self.nobufs.is_empty() {
             min(PARK_RETRY);
         }
@@ -651,27 +654,6 @@ impl Worker {
     }
 
     fn after_completions(&mut self) {
-        // Send what this round of completions produced: one channel send per connection.
-        let dirty = std::mem::take(&mut self.dirty);
-        for &idx in &dirty {
-            let past_deadline = self.past_deadline;
-            let Some(slot) = self.slots[idx as usize].as_mut() else {
-                continue;
-            };
-            slot.dirty = false;
-            if slot.parked.is_some() {
-                continue;
-            }
-            if let Some(b) = slot.conn.take_batch(&self.args.counters) {
-                if let Some(b) = offer(&self.args.sender, b, past_deadline) {
-                    slot.parked = Some(b);
-                    self.drain(idx); // parks it (cancels its recv)
-                }
-            }
-        }
-        self.dirty = dirty;
-        self.dirty.clear();
-
         // Retry parked connections.
         if !self.parked.is_empty() {
             let parked = std::mem::take(&mut self.parked);
@@ -709,6 +691,25 @@ impl Worker {
                 self.drain(idx);
             }
         }
+        // Send what this round of completions produced: one channel send per connection.
+        // (Parking one cancels its recv and touches no backlog, so this adds nothing to `dirty`.)
+        for idx in std::mem::take(&mut self.dirty) {
+            let past_deadline = self.past_deadline;
+            let Some(slot) = self.slots[idx as usize].as_mut() else {
+                continue;
+            };
+            slot.dirty = false;
+            if slot.parked.is_some() {
+                continue;
+            }
+            if let Some(b) = slot.conn.take_batch(&self.args.counters) {
+                if let Some(b) = offer(&self.args.sender, b, past_deadline) {
+                    slot.parked = Some(b);
+                    self.drain(idx); // parks it (cancels its recv)
+                }
+            }
+        }
+
         if self.stopping
             && self.wake_armed
             && !self.wake_cancelled
