@@ -9,10 +9,15 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use crate::codec::Codec;
 use crate::framing::{FramingConfig, Oversized};
+
+mod raw;
+mod values;
+
+pub use raw::*;
+pub use values::{parse_duration, parse_permissions};
+use values::{resolve_id, IdKind};
 
 /// The config `ringway` runs when no file is given: one UNIX socket, json codec, stdout sink.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -37,175 +42,6 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
         message: message.into(),
     }
 }
-
-// ---------------------------------------------------------------------------------------------
-// Raw, as written by the user.
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    #[serde(default)]
-    pub io_mode: IoMode,
-    pub workers: Option<usize>,
-    pub shutdown_timeout: Option<String>,
-    #[serde(default)]
-    pub sources: Vec<RawSource>,
-    #[serde(default)]
-    pub sinks: Vec<RawSink>,
-    #[serde(default)]
-    pub channel: RawChannel,
-    pub dead_letter: Option<RawSink>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IoMode {
-    /// io_uring where the kernel allows it, else tokio's epoll with one warning.
-    #[default]
-    Auto,
-    Uring,
-    Epoll,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum RawSource {
-    UnixSocketServer(RawUnixServer),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawUnixServer {
-    pub name: Option<String>,
-    pub path: PathBuf,
-    pub permissions: Option<String>,
-    pub owner: Option<NameOrId>,
-    pub group: Option<NameOrId>,
-    pub buf_size: Option<usize>,
-    pub backlog: Option<u32>,
-    #[serde(default)]
-    pub codec: RawCodec,
-    pub preprocessors: Option<Vec<RawProcessor>>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum NameOrId {
-    Id(u32),
-    Name(String),
-}
-
-/// `"separate"` or `{ name = "separate", config = { … } }`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum RawProcessor {
-    Name(String),
-    Full(RawProcessorFull),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawProcessorFull {
-    pub name: String,
-    #[serde(default)]
-    pub config: RawSeparate,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSeparate {
-    pub separator: Option<String>,
-    pub max_length: Option<usize>,
-    pub oversized: Option<RawOversized>,
-    pub buffered: Option<bool>,
-    pub emit_incomplete: Option<bool>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RawOversized {
-    Drop,
-    Truncate,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum RawSink {
-    File {
-        path: PathBuf,
-        #[serde(default)]
-        mode: FileMode,
-        #[serde(default)]
-        codec: RawCodec,
-        postprocessors: Option<Vec<String>>,
-        #[serde(default)]
-        metadata: MetadataMode,
-    },
-    Stdout {
-        #[serde(default)]
-        codec: RawCodec,
-        postprocessors: Option<Vec<String>>,
-        #[serde(default)]
-        metadata: MetadataMode,
-    },
-    Null {},
-    /// Only for `[dead_letter]`: a rate-limited `warn!` line per record.
-    Log {},
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RawCodec {
-    #[default]
-    Json,
-    String,
-    Binary,
-}
-
-impl From<RawCodec> for Codec {
-    fn from(c: RawCodec) -> Codec {
-        match c {
-            RawCodec::Json => Codec::Json,
-            RawCodec::String => Codec::String,
-            RawCodec::Binary => Codec::Binary,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FileMode {
-    #[default]
-    Append,
-    Truncate,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MetadataMode {
-    #[default]
-    None,
-    Envelope,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawChannel {
-    pub capacity: Option<usize>,
-    #[serde(default)]
-    pub when_full: WhenFull,
-    pub batch_max_events: Option<usize>,
-    pub batch_max_bytes: Option<usize>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WhenFull {
-    #[default]
-    Block,
-    DropNewest,
-}
-
 // ---------------------------------------------------------------------------------------------
 // Validated.
 
@@ -293,11 +129,18 @@ impl Config {
             message: e.to_string(),
         })?;
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
+            let mut path = e.path().to_string();
+            let mut message = e.into_inner().message().to_string();
+            // An error inside a tagged table carries its own inner path (see `raw`).
+            if let Some((inner, rest)) = message.split_once(raw::PATH_SEP) {
+                if inner != "." {
+                    path = format!("{path}.{inner}");
+                }
+                message = rest.to_string();
+            }
             Error::Parse {
                 path: if path == "." { "config".into() } else { path },
-                message: inner.message().to_string(),
+                message,
             }
         })?;
         raw.validate()
@@ -565,34 +408,27 @@ impl RawSink {
                 })
             };
         Ok(match self {
-            RawSink::File {
-                path,
-                mode,
-                codec,
-                postprocessors,
-                metadata,
-            } => {
-                if path.as_os_str().is_empty() {
+            RawSink::File(f) => {
+                if f.path.as_os_str().is_empty() {
                     return Err(invalid(format!("{field}.path"), "must not be empty"));
                 }
                 SinkConfig {
-                    kind: SinkKind::File { path, mode },
-                    format: format(codec, postprocessors, metadata)?,
+                    format: format(f.codec, f.postprocessors, f.metadata)?,
+                    kind: SinkKind::File {
+                        path: f.path,
+                        mode: f.mode,
+                    },
                 }
             }
-            RawSink::Stdout {
-                codec,
-                postprocessors,
-                metadata,
-            } => SinkConfig {
+            RawSink::Stdout(s) => SinkConfig {
                 kind: SinkKind::Stdout,
-                format: format(codec, postprocessors, metadata)?,
+                format: format(s.codec, s.postprocessors, s.metadata)?,
             },
-            RawSink::Null {} => SinkConfig {
+            RawSink::Null(_) => SinkConfig {
                 kind: SinkKind::Null,
                 format: Format::default(),
             },
-            RawSink::Log {} => SinkConfig {
+            RawSink::Log(_) => SinkConfig {
                 kind: SinkKind::Log,
                 format: Format::default(),
             },
@@ -611,179 +447,6 @@ impl Default for Format {
 }
 
 /// `"250ms"`, `"5s"`, `"2m"`, `"1h"`, or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration such as \"250ms\", \"5s\" or \"1m\""))?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        u => return Err(format!("unknown unit {u:?} in {s:?}: use ms, s, m or h")),
-    };
-    if !secs.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&secs) {
-        return Err(format!("{s:?} is out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// `"=600"`, `"0600"`, `"600"`, or symbolic `"u=rw,g=r"` (clauses of `[ugoa]*[=+-][rwx]*`).
-pub fn parse_permissions(s: &str) -> Result<u32, String> {
-    let bad = || format!("{s:?} is not a mode such as \"=600\", \"0640\" or \"u=rw,g=rw\"");
-    let t = s.trim();
-    let octal = t.strip_prefix('=').unwrap_or(t);
-    if !octal.is_empty() && octal.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-        let m = u32::from_str_radix(octal, 8).map_err(|_| bad())?;
-        if m > 0o777 {
-            return Err(format!(
-                "{s:?}: only permission bits (at most 0777) apply to a socket"
-            ));
-        }
-        return Ok(m);
-    }
-    let mut mode = 0u32;
-    for clause in t.split(',') {
-        let op_at = clause.find(['=', '+', '-']).ok_or_else(bad)?;
-        let (who, rest) = clause.split_at(op_at);
-        let (op, perms) = rest.split_at(1);
-        let mut who_mask = 0u32;
-        for c in who.chars() {
-            who_mask |= match c {
-                'u' => 0o700,
-                'g' => 0o070,
-                'o' => 0o007,
-                'a' => 0o777,
-                _ => return Err(bad()),
-            };
-        }
-        if who.is_empty() {
-            who_mask = 0o777;
-        }
-        let mut bits = 0u32;
-        for c in perms.chars() {
-            bits |= match c {
-                'r' => 0o444,
-                'w' => 0o222,
-                'x' => 0o111,
-                _ => return Err(bad()),
-            };
-        }
-        let bits = bits & who_mask;
-        match op {
-            "=" => mode = (mode & !who_mask) | bits,
-            "+" => mode |= bits,
-            _ => mode &= !bits,
-        }
-    }
-    Ok(mode)
-}
-
-enum IdKind {
-    User,
-    Group,
-}
-
-fn resolve_id(v: &NameOrId, kind: IdKind) -> Result<u32, String> {
-    let name = match v {
-        NameOrId::Id(id) => return Ok(*id),
-        NameOrId::Name(n) => n,
-    };
-    if let Ok(id) = name.parse::<u32>() {
-        return Ok(id);
-    }
-    let (file, what) = match kind {
-        IdKind::User => ("/etc/passwd", "user"),
-        IdKind::Group => ("/etc/group", "group"),
-    };
-    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.split(':');
-            Some((f.next()?, f.nth(1)?))
-        })
-        .find(|(n, _)| n == name)
-        .and_then(|(_, id)| id.parse().ok())
-        .ok_or_else(|| format!("no {what} named {name:?} in {file}; give a name or a numeric id"))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn permissions_forms() {
-        assert_eq!(parse_permissions("=600").unwrap(), 0o600);
-        assert_eq!(parse_permissions("0640").unwrap(), 0o640);
-        assert_eq!(parse_permissions("600").unwrap(), 0o600);
-        assert_eq!(parse_permissions("u=rw,g=rw").unwrap(), 0o660);
-        assert_eq!(parse_permissions("u=rw,g=r").unwrap(), 0o640);
-        assert_eq!(parse_permissions("a=rw,o-w").unwrap(), 0o664);
-        assert!(parse_permissions("=800").is_err());
-        assert!(parse_permissions("u=rq").is_err());
-        assert!(parse_permissions("").is_err());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
-        assert!(parse_duration("5 parsecs").is_err());
-    }
-
-    #[test]
-    fn embedded_default_is_valid() {
-        let c = Config::embedded_default().unwrap();
-        assert_eq!(c.sources.len(), 1);
-        assert!(matches!(c.sinks[0].kind, SinkKind::Stdout));
-    }
-
-    fn err(text: &str) -> String {
-        Config::from_toml(text).unwrap_err().to_string()
-    }
-
-    const OK: &str = "[[sources]]\ntype = \"unix_socket_server\"\npath = \"/tmp/x.sock\"\n[[sinks]]\ntype = \"null\"\n";
-
-    #[test]
-    fn errors_name_the_field() {
-        assert!(Config::from_toml(OK).is_ok());
-        let e = err(&OK.replace("path =", "pathh ="));
-        assert!(e.contains("sources[0]") && e.contains("pathh"), "{e}");
-        let e = err(&format!("workers = \"two\"\n{OK}"));
-        assert!(e.contains("workers"), "{e}");
-        let e = err(&OK.replace(
-            "path = \"/tmp/x.sock\"",
-            "path = \"/tmp/x.sock\"\ncodec = \"jsn\"",
-        ));
-        assert!(e.contains("sources[0].codec") && e.contains("jsn"), "{e}");
-        let e = err(&format!("{OK}[channel]\nwhen_full = \"dropp\"\n"));
-        assert!(e.contains("channel.when_full"), "{e}");
-        let e = err(&OK.replace("type = \"null\"", "type = \"log\""));
-        assert!(e.contains("sinks[0].type"), "{e}");
-        let e = err(&OK.replace(
-            "path = \"/tmp/x.sock\"",
-            "path = \"/tmp/x.sock\"\npreprocessors = [{ name = \"separate\", config = { max_lenght = 3 } }]",
-        ));
-        assert!(e.contains("max_lenght"), "{e}");
-    }
-
-    #[test]
-    fn preprocessor_forms() {
-        let c = Config::from_toml(&OK.replace(
-            "path = \"/tmp/x.sock\"",
-            "path = \"/tmp/x.sock\"\npreprocessors = [{ name = \"separate\", config = { separator = \"|\", max_length = 10, buffered = false } }]",
-        ))
-        .unwrap();
-        let SourceConfig::UnixSocketServer(u) = &c.sources[0];
-        assert_eq!(u.framing.separator, b'|');
-        assert_eq!(u.framing.max_length, 10);
-        assert!(!u.framing.buffered);
-    }
-}
+#[path = "config/tests.rs"]
+mod tests;

@@ -204,6 +204,9 @@ pub fn run(cfg: Config) -> Result<Snapshot, Error> {
         "shutting down: no new connections; reading open ones to EOF for up to {:?}",
         cfg.shutdown_timeout
     );
+    for s in &sockets {
+        s.remove_path();
+    }
     shutdown.request(cfg.shutdown_timeout);
     for w in &wakes {
         let _ = rustix::io::write(w, &1u64.to_ne_bytes());

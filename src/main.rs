@@ -79,6 +79,13 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         None => Config::embedded_default().context("the embedded default config")?,
     };
     let summary = ringway::gateway::run(config)?;
+    tracing::info!("stopped: {}", summary.details());
+    if summary.lost_at_shutdown > 0 {
+        tracing::error!(
+            "{} events could not be written before the shutdown grace ran out",
+            summary.lost_at_shutdown
+        );
+    }
     eprintln!("{}", summary.summary_line());
     Ok(ExitCode::SUCCESS)
 }

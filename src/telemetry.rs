@@ -24,6 +24,12 @@ pub struct Counters {
     pub connections_active: AtomicU64,
     pub accept_errors: AtomicU64,
     pub sink_write_errors: AtomicU64,
+    /// io_uring: multishot recvs that ended because the provided-buffer ring was empty.
+    pub recv_out_of_buffers: AtomicU64,
+    /// io_uring: times a connection was parked because the channel was full.
+    pub parked: AtomicU64,
+    /// io_uring: armed recvs that missed a wake-up (EOF or data) and were re-armed.
+    pub recv_stalls_recovered: AtomicU64,
 }
 
 /// A point-in-time copy of [`Counters`].
@@ -38,6 +44,9 @@ pub struct Snapshot {
     pub connections_accepted: u64,
     pub accept_errors: u64,
     pub sink_write_errors: u64,
+    pub recv_out_of_buffers: u64,
+    pub parked: u64,
+    pub recv_stalls_recovered: u64,
 }
 
 impl Counters {
@@ -58,21 +67,34 @@ impl Counters {
             connections_accepted: self.connections_accepted.load(Relaxed),
             accept_errors: self.accept_errors.load(Relaxed),
             sink_write_errors: self.sink_write_errors.load(Relaxed),
+            recv_out_of_buffers: self.recv_out_of_buffers.load(Relaxed),
+            parked: self.parked.load(Relaxed),
+            recv_stalls_recovered: self.recv_stalls_recovered.load(Relaxed),
         }
     }
 }
 
 impl Snapshot {
-    /// The one line printed on exit. Its leading fields are a stable, parsed format.
+    /// The one line printed on exit: exactly these four counts, a stable, parsed format.
     pub fn summary_line(&self) -> String {
-        let mut s = format!(
+        format!(
             "summary events_in={} events_out={} dead_lettered={} dropped={}",
             self.events_in, self.events_out, self.dead_lettered, self.dropped
+        )
+    }
+
+    /// The rest of the counters, logged just before the summary line.
+    pub fn details(&self) -> String {
+        let mut s = format!(
+            "bytes_in={} connections={} accept_errors={} sink_write_errors={} parked={} recv_out_of_buffers={} recv_stalls_recovered={}",
+            self.bytes_in,
+            self.connections_accepted,
+            self.accept_errors,
+            self.sink_write_errors,
+            self.parked,
+            self.recv_out_of_buffers,
+            self.recv_stalls_recovered
         );
-        s.push_str(&format!(
-            " bytes_in={} connections={} accept_errors={} sink_write_errors={}",
-            self.bytes_in, self.connections_accepted, self.accept_errors, self.sink_write_errors
-        ));
         if self.lost_at_shutdown > 0 {
             s.push_str(&format!(" lost_at_shutdown={}", self.lost_at_shutdown));
         }

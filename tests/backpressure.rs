@@ -138,7 +138,7 @@ when_full = "block"
         }
         carry.drain(..start);
         reads += 1;
-        if reads % 64 == 0 {
+        if reads.is_multiple_of(64) {
             max_rss = max_rss.max(gw.rss_kib());
         }
     }

@@ -86,10 +86,17 @@ fn string_codec_invalid_utf8_epoll() {
 }
 
 fn bad_lines(mode: &str, codec: &str, lines: Vec<Line>) {
-    let config = standard_config(mode).replace(
-        r#"path = "{dir}/in.sock""#,
-        &format!("path = \"{{dir}}/in.sock\"\ncodec = \"{codec}\""),
-    );
+    // The sink speaks the source's codec, so events are written as the bytes that came in
+    // (a json sink would write string events as JSON strings, as tremor's codecs do).
+    let config = standard_config(mode)
+        .replace(
+            r#"path = "{dir}/in.sock""#,
+            &format!("path = \"{{dir}}/in.sock\"\ncodec = \"{codec}\""),
+        )
+        .replace(
+            r#"path = "{dir}/out.ndjson""#,
+            &format!("path = \"{{dir}}/out.ndjson\"\ncodec = \"{codec}\""),
+        );
     let mut gw = Gateway::start(&config);
 
     let mut payload = Vec::new();
@@ -276,6 +283,109 @@ fn max_length_boundary(mode: &str) {
             events_in: 3,
             events_out: 3,
             dead_lettered: 2,
+            dropped: 0
+        }
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// emit_incomplete = false: an unterminated last line is dead-lettered as `incomplete`;
+// a custom separator frames the stream.
+
+#[test]
+fn emit_incomplete_false_uring() {
+    emit_incomplete_false("uring");
+}
+
+#[test]
+fn emit_incomplete_false_epoll() {
+    emit_incomplete_false("epoll");
+}
+
+fn emit_incomplete_false(mode: &str) {
+    let config = standard_config(mode).replace(
+        r#"path = "{dir}/in.sock""#,
+        "path = \"{dir}/in.sock\"\npreprocessors = [{ name = \"separate\", config = { emit_incomplete = false } }]",
+    );
+    let mut gw = Gateway::start(&config);
+    let file = gw.path("payload.bin");
+    std::fs::write(&file, b"{\"a\":1}\n{\"b\":2}").unwrap();
+    Client::produce(
+        gw.socket(),
+        &["--file", file.to_str().unwrap(), "--writes", "tiny"],
+    )
+    .finish();
+    let summary = gw.stop();
+
+    assert_eq!(read_lines(&gw.path("out.ndjson")), [br#"{"a":1}"#.to_vec()]);
+    let dead = read_json_lines(&gw.path("dead.ndjson"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(
+        (
+            &dead[0]["error"],
+            &dead[0]["line"],
+            &dead[0]["raw"],
+            &dead[0]["len"]
+        ),
+        (
+            &"incomplete".into(),
+            &2.into(),
+            &r#"{"b":2}"#.into(),
+            &7.into()
+        ),
+        "{dead:?}"
+    );
+    assert_eq!(
+        summary,
+        Summary {
+            events_in: 1,
+            events_out: 1,
+            dead_lettered: 1,
+            dropped: 0
+        }
+    );
+}
+
+#[test]
+fn custom_separator_uring() {
+    custom_separator("uring");
+}
+
+#[test]
+fn custom_separator_epoll() {
+    custom_separator("epoll");
+}
+
+fn custom_separator(mode: &str) {
+    let config = standard_config(mode).replace(
+        r#"path = "{dir}/in.sock""#,
+        "path = \"{dir}/in.sock\"\npreprocessors = [{ name = \"separate\", config = { separator = \";\" } }]",
+    );
+    let mut gw = Gateway::start(&config);
+    let file = gw.path("payload.bin");
+    std::fs::write(&file, b"{\"a\":1};{\"b\":\"x\\ny\"};;{\"c\":3};").unwrap();
+    Client::produce(
+        gw.socket(),
+        &["--file", file.to_str().unwrap(), "--writes", "tiny"],
+    )
+    .finish();
+    let summary = gw.stop();
+
+    // Sink lines are still "\n"-separated; the events themselves are the raw bytes.
+    assert_eq!(
+        read_lines(&gw.path("out.ndjson")),
+        [
+            br#"{"a":1}"#.to_vec(),
+            br#"{"b":"x\ny"}"#.to_vec(),
+            br#"{"c":3}"#.to_vec()
+        ]
+    );
+    assert_eq!(
+        summary,
+        Summary {
+            events_in: 3,
+            events_out: 3,
+            dead_lettered: 0,
             dropped: 0
         }
     );

@@ -612,3 +612,60 @@ fn small_buffers(mode: &str) {
         }
     );
 }
+
+// ---------------------------------------------------------------------------------
+// Many connections with data pending at once (more than a ring's worth of buffers).
+
+#[test]
+fn many_connections_uring() {
+    many_connections("uring");
+}
+
+#[test]
+fn many_connections_epoll() {
+    many_connections("epoll");
+}
+
+fn many_connections(mode: &str) {
+    let mut gw = Gateway::start(&standard_config(mode));
+    let clients: Vec<Client> = (0..2)
+        .map(|k| {
+            let first = (k * 300).to_string();
+            let seed = (k + 3).to_string();
+            Client::python(
+                "many.py",
+                &[
+                    gw.socket_str(),
+                    "--conns",
+                    "300",
+                    "--count",
+                    "200",
+                    "--first-conn",
+                    &first,
+                    "--seed",
+                    &seed,
+                ],
+            )
+        })
+        .collect();
+    for client in clients {
+        client.finish();
+    }
+    let summary = gw.stop();
+    let mut check = SeqChecker::new(PAD);
+    for line in read_lines(&gw.path("out.ndjson")) {
+        check.push(&line);
+    }
+    for c in 0..600 {
+        assert_eq!(check.counts().get(&c), Some(&200), "connection {c}");
+    }
+    assert_eq!(
+        summary,
+        Summary {
+            events_in: 120_000,
+            events_out: 120_000,
+            dead_lettered: 0,
+            dropped: 0
+        }
+    );
+}

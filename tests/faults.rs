@@ -226,3 +226,68 @@ fn sink_write_error(mode: &str) {
         }
     );
 }
+
+// ---------------------------------------------------------------------------------
+// Connections still queued on the listener when SIGTERM arrives (here: because the gateway
+// is out of descriptors) are accepted and read during the shutdown grace, not dropped.
+
+#[test]
+fn queued_connections_are_read_at_shutdown_uring() {
+    queued_connections_are_read_at_shutdown("uring");
+}
+
+#[test]
+fn queued_connections_are_read_at_shutdown_epoll() {
+    queued_connections_are_read_at_shutdown("epoll");
+}
+
+fn queued_connections_are_read_at_shutdown(mode: &str) {
+    use std::os::unix::net::UnixStream;
+    let config =
+        standard_config(mode).replace(r#"shutdown_timeout = "10s""#, r#"shutdown_timeout = "60s""#);
+    let mut gw = Gateway::configure(&config).nofile(48).start();
+    let mut clients = Vec::new();
+    for k in 0..100 {
+        let mut s = UnixStream::connect(gw.socket()).expect("connect (the listen backlog is 1024)");
+        writeln!(s, "{{\"queued\":{k}}}").unwrap();
+        clients.push(s);
+    }
+    let out = gw.path("out.ndjson");
+    // Some are accepted and read; the rest wait in the queue for descriptors.
+    wait_until(PATIENCE, "the first accepted connections' lines", || {
+        count_lines(&out) > 0
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let before = count_lines(&out);
+    assert!(
+        before < 100,
+        "the descriptor limit must leave connections queued ({before} read)"
+    );
+
+    gw.signal(libc::SIGTERM);
+    wait_until(PATIENCE, "the socket path to be removed", || {
+        !gw.socket().exists()
+    });
+    assert!(
+        UnixStream::connect(gw.socket()).is_err(),
+        "no new client after SIGTERM"
+    );
+    drop(clients); // EOF on the accepted ones frees descriptors for the queued ones
+    assert!(gw.wait_exit(EXIT_PATIENCE).success());
+    let summary = Summary::parse(&gw.stderr()).unwrap();
+    let mut got: Vec<u64> = read_lines(&out)
+        .iter()
+        .map(|l| {
+            serde_json::from_slice::<serde_json::Value>(l).unwrap()["queued"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        (0..100).collect::<Vec<u64>>(),
+        "every queued client's line, once"
+    );
+    assert_eq!(summary.events_out, 100);
+}

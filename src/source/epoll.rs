@@ -87,6 +87,40 @@ pub async fn run_source(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
+    // The socket path is gone, so no client can join the queue any more: take in the ones
+    // already in it (the listener is non-blocking) and read what they wrote.
+    // Out of descriptors (EMFILE): try again after a backoff, until the deadline.
+    let listener = listener.into_std()?;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if let Ok(stream) = stream
+                    .set_nonblocking(true)
+                    .and_then(|()| UnixStream::from_std(stream))
+                {
+                    tasks.spawn(connection(Arc::clone(&src), stream, shared.clone()));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                Counters::add(&shared.counters.accept_errors, 1);
+                if shared
+                    .shutdown
+                    .deadline()
+                    .is_some_and(|d| std::time::Instant::now() >= d)
+                {
+                    break;
+                }
+                tracing::warn!(source = %src.cfg.name, error = %e,
+                    "accepting queued connections at shutdown failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                }
+            }
+        }
+    }
     drop(listener);
     while tasks.join_next().await.is_some() {}
     Ok(())

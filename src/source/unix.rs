@@ -8,7 +8,9 @@
 //! live gateway (refused); a socket that refuses one is stale (replaced); anything else, a regular
 //! file, a directory or a symlink, is refused and left untouched. The socket is bound in a private
 //! directory (mode 0700) beside the target, given its mode and owner there, and renamed into
-//! place, so there is no moment at which it is reachable with looser permissions.
+//! place, so there is no moment at which it is reachable with looser permissions. At shutdown the
+//! file is removed first (new clients get ENOENT), then the connections already queued on the
+//! listener are accepted and read like any other, so nothing a client wrote is left unread.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -43,13 +45,21 @@ pub struct BoundSocket {
     dev_ino: (u64, u64),
 }
 
-impl Drop for BoundSocket {
-    fn drop(&mut self) {
+impl BoundSocket {
+    /// Remove the socket file, if it is still ours, so that no new client can connect. The
+    /// listener stays open: connections already queued on it are still accepted and read.
+    pub fn remove_path(&self) {
         if let Ok(m) = std::fs::symlink_metadata(&self.path) {
             if (m.dev(), m.ino()) == self.dev_ino {
                 let _ = std::fs::remove_file(&self.path);
             }
         }
+    }
+}
+
+impl Drop for BoundSocket {
+    fn drop(&mut self) {
+        self.remove_path();
     }
 }
 
@@ -124,6 +134,10 @@ pub fn bind(cfg: &UnixServerConfig) -> Result<BoundSocket, Error> {
     let m = std::fs::symlink_metadata(path).map_err(|e| io_err("inspect", path, e))?;
     // The backlog std gives (128) is raised to the configured one.
     let _ = rustix::net::listen(&listener, cfg.backlog.min(i32::MAX as u32) as i32);
+    // Non-blocking, so the queue can be drained at shutdown without waiting.
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| io_err("configure", path, e))?;
     Ok(BoundSocket {
         listener,
         path: path.clone(),

@@ -24,7 +24,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,6 +55,8 @@ const RING_BUFFERS: u16 = 128;
 const BUF_GROUP: u16 = 0;
 const PARK_RETRY: Duration = Duration::from_millis(1);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How often armed recvs that posted nothing are checked for a missed wake-up (see `sweep`).
+const STALL_SWEEP: Duration = Duration::from_millis(200);
 
 // user_data: [kind:8][generation:24][index:32]
 const K_ACCEPT: u64 = 1;
@@ -225,6 +227,8 @@ struct Slot {
     /// EOF processed: close once nothing is parked.
     done: bool,
     dirty: bool,
+    /// A recv completion arrived since the last stall sweep.
+    seen: bool,
 }
 
 pub struct WorkerArgs {
@@ -255,6 +259,7 @@ struct Worker {
     accept_retry_at: Vec<Option<Instant>>,
     wake_armed: bool,
     wake_cancelled: bool,
+    next_sweep: Instant,
     stopping: bool,
     past_deadline: bool,
     warn_limit: RateLimit,
@@ -295,6 +300,7 @@ pub fn run_worker(args: WorkerArgs, wake: OwnedFd) -> Result<(), Error> {
         accept_retry_at: vec![None; n],
         wake_armed: false,
         wake_cancelled: false,
+        next_sweep: Instant::now() + STALL_SWEEP,
         stopping: false,
         past_deadline: false,
         warn_limit: RateLimit::new(5),
@@ -359,6 +365,7 @@ impl Worker {
 
     fn finished(&self) -> bool {
         self.slots.iter().all(Option::is_none)
+            && (self.past_deadline || self.accept_retry_at.iter().all(Option::is_none))
             && !self.accept_armed.iter().any(|a| *a)
             && !self.wake_armed
     }
@@ -375,6 +382,9 @@ impl Worker {
         let now = Instant::now();
         for at in self.accept_retry_at.iter().flatten() {
             min(at.saturating_duration_since(now));
+        }
+        if self.slots.iter().any(Option::is_some) {
+            min(self.next_sweep.saturating_duration_since(now));
         }
         if self.stopping && !self.past_deadline {
             if let Some(d) = self.args.shutdown.deadline() {
@@ -475,9 +485,34 @@ impl Worker {
         }
         self.stopping = true;
         for s in 0..self.accept_armed.len() {
-            self.accept_retry_at[s] = None;
             if self.accept_armed[s] {
                 self.cancel(ud(K_ACCEPT, 0, s as u32));
+            }
+            self.drain_queue(s);
+        }
+    }
+
+    /// While stopping: the socket path is gone, so no client can join the listener's queue any
+    /// more; take in the ones already in it (the listener is non-blocking) to read what they
+    /// wrote. Out of descriptors (EMFILE), try again after a backoff, until the deadline.
+    fn drain_queue(&mut self, s: usize) {
+        // SAFETY: the listener is owned by the gateway's BoundSocket, which outlives every
+        // worker (it is dropped only after the workers have been joined).
+        let listener = unsafe { BorrowedFd::borrow_raw(self.args.sources[s].listener_fd) };
+        loop {
+            match rustix::net::accept_with(listener, rustix::net::SocketFlags::CLOEXEC) {
+                Ok(fd) => self.open_conn(s, fd),
+                Err(rustix::io::Errno::AGAIN) => return,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => {
+                    Counters::add(&self.args.counters.accept_errors, 1);
+                    if !self.past_deadline {
+                        tracing::warn!(source = %self.args.sources[s].cfg.name, error = %e,
+                            "accepting queued connections at shutdown failed; retrying");
+                        self.accept_retry_at[s] = Some(Instant::now() + ACCEPT_BACKOFF);
+                    }
+                    return;
+                }
             }
         }
     }
@@ -490,11 +525,8 @@ impl Worker {
         if res >= 0 {
             // SAFETY: a successful accept completion hands us a new fd that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(res as RawFd) };
-            if self.stopping {
-                drop(fd);
-            } else {
-                self.open_conn(s, fd);
-            }
+            // Even while stopping: the client connected before the path was removed.
+            self.open_conn(s, fd);
         } else if res != -libc::ECANCELED {
             Counters::add(&self.args.counters.accept_errors, 1);
             let err = io::Error::from_raw_os_error(-res);
@@ -536,6 +568,7 @@ impl Worker {
             parked: None,
             done: false,
             dirty: false,
+            seen: true,
         });
         self.arm_recv(idx);
     }
@@ -552,6 +585,7 @@ impl Worker {
         }
         let more = cqueue::more(flags);
         let slot = self.slots[idx as usize].as_mut().unwrap();
+        slot.seen = true;
         if !more {
             slot.recv = Recv::Idle;
         }
@@ -562,6 +596,7 @@ impl Worker {
         } else if res == 0 {
             slot.backlog.push_back(Chunk::Eof);
         } else if res == -libc::ENOBUFS {
+            Counters::add(&self.args.counters.recv_out_of_buffers, 1);
             self.nobufs.push(idx);
         } else if res != -libc::ECANCELED {
             // ECONNRESET and friends: the peer is gone; what was read is kept.
@@ -626,6 +661,7 @@ impl Worker {
                 self.cancel(ud(K_RECV, gen, idx));
             }
             if !self.parked.contains(&idx) {
+                Counters::add(&self.args.counters.parked, 1);
                 self.parked.push(idx);
             }
         } else if done {
@@ -672,7 +708,9 @@ impl Worker {
         for s in 0..self.accept_retry_at.len() {
             if self.accept_retry_at[s].is_some_and(|at| at <= now) {
                 self.accept_retry_at[s] = None;
-                if !self.stopping && !self.accept_armed[s] {
+                if self.stopping {
+                    self.drain_queue(s);
+                } else if !self.accept_armed[s] {
                     self.arm_accept(s);
                 }
             }
@@ -682,6 +720,29 @@ impl Worker {
             && self.args.shutdown.deadline().is_some_and(|d| d <= now)
         {
             self.past_deadline = true;
+            let open: Vec<String> = self
+                .slots
+                .iter()
+                .flatten()
+                .map(|s| {
+                    format!(
+                        "{}:{:?}{}{}{}",
+                        s.conn.meta.id,
+                        s.recv,
+                        if s.parked.is_some() { ",parked" } else { "" },
+                        if s.done { ",done" } else { "" },
+                        if s.backlog.is_empty() { "" } else { ",backlog" }
+                    )
+                })
+                .collect();
+            if !open.is_empty() {
+                tracing::warn!(
+                    worker = self.args.index,
+                    "shutdown_timeout reached with {} connections still open; ending them: {}",
+                    open.len(),
+                    open.join(" ")
+                );
+            }
             for slot in self.slots.iter().flatten() {
                 // Reading ends with EOF; the normal path flushes and closes.
                 let _ = rustix::net::shutdown(&slot.fd, rustix::net::Shutdown::Read);
@@ -690,6 +751,10 @@ impl Worker {
             for idx in parked {
                 self.drain(idx);
             }
+        }
+        if now >= self.next_sweep {
+            self.next_sweep = now + STALL_SWEEP;
+            self.sweep();
         }
         // Send what this round of completions produced: one channel send per connection.
         // (Parking one cancels its recv and touches no backlog, so this adds nothing to `dirty`.)
@@ -717,6 +782,35 @@ impl Worker {
         {
             self.wake_cancelled = true;
             self.cancel(ud(K_WAKE, 0, 0));
+        }
+    }
+}
+
+impl Worker {
+    /// Recover from a missed wake-up. Some kernels lose the EOF (and possibly the data) wake-up
+    /// of a multishot recv on an AF_UNIX socket (liburing issue #1549, fixed upstream in 2026),
+    /// which would leave a closed connection open, and its last line unread, forever. Every
+    /// `STALL_SWEEP`, each armed recv that posted nothing since the last sweep is checked with a
+    /// non-blocking `MSG_PEEK` of one byte: EOF or data waiting means the recv missed it, so it
+    /// is cancelled and re-armed, and the new recv sees what is there. An idle connection costs
+    /// one syscall per sweep.
+    fn sweep(&mut self) {
+        let mut stalled = Vec::new();
+        for (idx, slot) in self.slots.iter_mut().enumerate() {
+            let Some(slot) = slot else { continue };
+            let quiet = !std::mem::replace(&mut slot.seen, false);
+            if quiet && slot.recv == Recv::Armed && slot.parked.is_none() {
+                let mut byte = [0u8; 1];
+                let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+                if rustix::net::recv(&slot.fd, &mut byte[..], flags).is_ok() {
+                    slot.recv = Recv::Cancelling;
+                    stalled.push(ud(K_RECV, slot.gen, idx as u32));
+                }
+            }
+        }
+        for target in stalled {
+            Counters::add(&self.args.counters.recv_stalls_recovered, 1);
+            self.cancel(target);
         }
     }
 }

@@ -16,7 +16,7 @@ pub fn event(c: u64, i: u64, (pad_min, pad_max): (u64, u64)) -> Vec<u8> {
     let mut out = format!("{{\"c\":{c},\"i\":{i},\"p\":\"").into_bytes();
     out.extend((0..n).map(|k| ALPHABET[(start + k) % ALPHABET.len()]));
     out.push(b'"');
-    if i % 17 == 0 {
+    if i.is_multiple_of(17) {
         out.extend_from_slice(r#","u":"\u00e9 ☃ \"q\"""#.as_bytes());
     }
     out.push(b'}');

@@ -148,8 +148,7 @@ fn last_line(stderr: &str) -> Result<String, String> {
     stderr
         .lines()
         .map(strip_ansi)
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .ok_or_else(|| "stderr is empty".to_string())
 }
 
@@ -494,7 +493,7 @@ pub fn listening_path(stderr: &str) -> Option<PathBuf> {
     stderr.lines().map(strip_ansi).find_map(|line| {
         let rest = &line[line.find("listening on unix:")? + "listening on unix:".len()..];
         let path = rest.split_whitespace().next()?;
-        let path = path.trim_end_matches(|c| matches!(c, '"' | '\'' | ',' | ')' | '`'));
+        let path = path.trim_end_matches(['"', '\'', ',', ')', '`']);
         Some(PathBuf::from(path))
     })
 }

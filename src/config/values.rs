@@ -1,0 +1,107 @@
+//! Values in the config that are strings to the user and typed to us: durations, permission
+//! modes, users and groups. Each parser says what it expected.
+
+use std::time::Duration;
+
+use super::NameOrId;
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as \"250ms\", \"5s\" or \"1m\""))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        u => return Err(format!("unknown unit {u:?} in {s:?}: use ms, s, m or h")),
+    };
+    if !secs.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&secs) {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `"=600"`, `"0600"`, `"600"`, or symbolic `"u=rw,g=r"` (clauses of `[ugoa]*[=+-][rwx]*`).
+pub fn parse_permissions(s: &str) -> Result<u32, String> {
+    let bad = || format!("{s:?} is not a mode such as \"=600\", \"0640\" or \"u=rw,g=rw\"");
+    let t = s.trim();
+    let octal = t.strip_prefix('=').unwrap_or(t);
+    if !octal.is_empty() && octal.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        let m = u32::from_str_radix(octal, 8).map_err(|_| bad())?;
+        if m > 0o777 {
+            return Err(format!(
+                "{s:?}: only permission bits (at most 0777) apply to a socket"
+            ));
+        }
+        return Ok(m);
+    }
+    let mut mode = 0u32;
+    for clause in t.split(',') {
+        let op_at = clause.find(['=', '+', '-']).ok_or_else(bad)?;
+        let (who, rest) = clause.split_at(op_at);
+        let (op, perms) = rest.split_at(1);
+        let mut who_mask = 0u32;
+        for c in who.chars() {
+            who_mask |= match c {
+                'u' => 0o700,
+                'g' => 0o070,
+                'o' => 0o007,
+                'a' => 0o777,
+                _ => return Err(bad()),
+            };
+        }
+        if who.is_empty() {
+            who_mask = 0o777;
+        }
+        let mut bits = 0u32;
+        for c in perms.chars() {
+            bits |= match c {
+                'r' => 0o444,
+                'w' => 0o222,
+                'x' => 0o111,
+                _ => return Err(bad()),
+            };
+        }
+        let bits = bits & who_mask;
+        match op {
+            "=" => mode = (mode & !who_mask) | bits,
+            "+" => mode |= bits,
+            _ => mode &= !bits,
+        }
+    }
+    Ok(mode)
+}
+
+pub(super) enum IdKind {
+    User,
+    Group,
+}
+
+pub(super) fn resolve_id(v: &NameOrId, kind: IdKind) -> Result<u32, String> {
+    let name = match v {
+        NameOrId::Id(id) => return Ok(*id),
+        NameOrId::Name(n) => n,
+    };
+    if let Ok(id) = name.parse::<u32>() {
+        return Ok(id);
+    }
+    let (file, what) = match kind {
+        IdKind::User => ("/etc/passwd", "user"),
+        IdKind::Group => ("/etc/group", "group"),
+    };
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            Some((f.next()?, f.nth(1)?))
+        })
+        .find(|(n, _)| n == name)
+        .and_then(|(_, id)| id.parse().ok())
+        .ok_or_else(|| format!("no {what} named {name:?} in {file}; give a name or a numeric id"))
+}
