@@ -19,6 +19,9 @@ pub use raw::*;
 pub use values::{parse_duration, parse_permissions};
 use values::{resolve_id, IdKind};
 
+/// The largest line or batch, in bytes.
+const MAX_LEN: usize = 1 << 30;
+
 /// The config `ringway` runs when no file is given: one UNIX socket, json codec, stdout sink.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
@@ -256,6 +259,10 @@ impl RawConfig {
             batch_max_events: nz(c.batch_max_events, 1024, "batch_max_events")?,
             batch_max_bytes: nz(c.batch_max_bytes, 256 * 1024, "batch_max_bytes")?,
         };
+        // Offsets inside a batch are u32: keep a batch (plus one line) well below 4 GiB.
+        if channel.batch_max_bytes.get() > MAX_LEN {
+            return Err(invalid("channel.batch_max_bytes", "at most 1 GiB"));
+        }
         Ok(Config {
             io_mode: self.io_mode,
             workers,
@@ -356,8 +363,11 @@ fn framing_from(list: &[RawProcessor], field: &str) -> Result<FramingConfig, Err
             fc.separator = single_byte(s).map_err(|m| invalid(format!("{f}.separator"), m))?;
         }
         if let Some(m) = c.max_length {
-            if m == 0 {
-                return Err(invalid(format!("{f}.max_length"), "must be at least 1"));
+            if m == 0 || m > MAX_LEN {
+                return Err(invalid(
+                    format!("{f}.max_length"),
+                    "must be between 1 and 1 GiB",
+                ));
             }
             fc.max_length = m;
         }
