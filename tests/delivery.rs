@@ -135,9 +135,21 @@ fn sigterm_mid_stream(mode: &str) {
             )
         })
         .collect();
-    wait_until(Duration::from_secs(60), "50,000 events in the sink", || {
-        count_lines(&out) >= 50_000
-    });
+    // Every client must be connected and streaming before SIGTERM: a client that has not
+    // connected yet would (rightly) find the socket path gone.
+    wait_until(
+        Duration::from_secs(60),
+        "50,000 events in the sink, from all 8 connections",
+        || {
+            count_lines(&out) >= 50_000 && {
+                let conns: std::collections::BTreeSet<u64> = read_lines(&out)
+                    .iter()
+                    .filter_map(|l| parse_ci(l).map(|(c, _)| c))
+                    .collect();
+                conns.len() == 8
+            }
+        },
+    );
     assert!(
         clients.iter().all(|c| c.lines().len() <= 1),
         "clients were still streaming at SIGTERM"
