@@ -85,22 +85,26 @@ pub fn probe(buf_size: usize) -> Result<(), Error> {
 }
 
 fn build_ring() -> io::Result<IoUring> {
-    let attempts: [fn(&mut io_uring::Builder); 3] = [
-        |b| {
+    type Setup = fn(&mut io_uring::Builder);
+    let attempts: [(&str, Setup); 3] = [
+        ("SINGLE_ISSUER|DEFER_TASKRUN", |b| {
             b.setup_single_issuer().setup_defer_taskrun();
-        },
-        |b| {
+        }),
+        ("COOP_TASKRUN", |b| {
             b.setup_coop_taskrun();
-        },
-        |_| {},
+        }),
+        ("no setup flags", |_| {}),
     ];
     let mut last = None;
-    for f in attempts {
+    for (name, f) in attempts {
         let mut b = IoUring::builder();
         b.setup_cqsize(8192);
         f(&mut b);
         match b.build(1024) {
-            Ok(r) => return Ok(r),
+            Ok(r) => {
+                tracing::debug!("io_uring ring set up with {name}");
+                return Ok(r);
+            }
             Err(e) => last = Some(e),
         }
     }
