@@ -7,13 +7,13 @@
 //! last sender is gone; the socket files are removed. What it does not do: parse config or
 //! print the summary (main does).
 
-use std::os::fd::OwnedFd;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::channel;
 use crate::config::{Config, IoMode, SourceConfig};
 use crate::sink;
+use crate::source::balance::Balance;
 use crate::source::{epoll, unix, uring, Shutdown, SourceRt};
 use crate::telemetry::{Counters, Snapshot};
 
@@ -107,19 +107,18 @@ pub fn run(cfg: Config) -> Result<Snapshot, Error> {
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
 
     // Start the read loops.
-    let mut wakes: Vec<OwnedFd> = Vec::new();
+    let mut balance: Option<Arc<Balance>> = None;
     let mut threads = Vec::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut epoll_tasks = Vec::new();
     match mode {
         Loop::Uring => {
+            let bal = Arc::new(
+                Balance::new(cfg.workers.get())
+                    .map_err(|e| Error::Runtime(format!("eventfd: {e}")))?,
+            );
+            balance = Some(Arc::clone(&bal));
             for index in 0..cfg.workers.get() {
-                let wake = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC)
-                    .map_err(|e| Error::Runtime(format!("eventfd: {e}")))?;
-                let theirs = wake
-                    .try_clone()
-                    .map_err(|e| Error::Runtime(format!("eventfd: {e}")))?;
-                wakes.push(wake);
                 let args = uring::WorkerArgs {
                     index,
                     sources: Arc::clone(&sources),
@@ -127,13 +126,14 @@ pub fn run(cfg: Config) -> Result<Snapshot, Error> {
                     counters: Arc::clone(&counters),
                     channel: cfg.channel.clone(),
                     shutdown: Arc::clone(&shutdown),
+                    balance: Arc::clone(&bal),
                 };
                 let fatal = fatal_tx.clone();
                 threads.push(
                     std::thread::Builder::new()
                         .name(format!("ringway-uring-{index}"))
                         .spawn(move || {
-                            if let Err(e) = uring::run_worker(args, theirs) {
+                            if let Err(e) = uring::run_worker(args) {
                                 tracing::error!("{e}");
                                 let _ = fatal.send(e.to_string());
                             }
@@ -208,8 +208,10 @@ pub fn run(cfg: Config) -> Result<Snapshot, Error> {
         s.remove_path();
     }
     shutdown.request(cfg.shutdown_timeout);
-    for w in &wakes {
-        let _ = rustix::io::write(w, &1u64.to_ne_bytes());
+    if let Some(b) = &balance {
+        for i in 0..cfg.workers.get() {
+            b.wake(i);
+        }
     }
     let _ = stop_tx.send(true);
     for t in threads {

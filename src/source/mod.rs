@@ -6,6 +6,7 @@
 //! feed the same per-connection state ([`conn::Conn`]), so framing, decoding, batching and dead
 //! letters behave the same whatever the loop. What this module does not do: write to sinks.
 
+pub mod balance;
 pub mod conn;
 pub mod epoll;
 pub mod unix;

@@ -25,18 +25,21 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
+mod bufring;
+
+use super::balance::Balance;
 use super::{Shutdown, SourceRt};
 use crate::channel::{Offer, Sender};
 use crate::codec::Decoder;
 use crate::config::ChannelConfig;
 use crate::source::conn::{Conn, IngestCtx};
 use crate::telemetry::{Counters, RateLimit};
+use bufring::BufRing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -111,103 +114,6 @@ fn build_ring() -> io::Result<IoUring> {
     Err(last.unwrap())
 }
 
-/// The provided-buffer ring: `RING_BUFFERS` buffers of `buf_size` bytes, shared with the kernel.
-struct BufRing {
-    entries: *mut types::BufRingEntry,
-    entries_layout: std::alloc::Layout,
-    bufs: *mut u8,
-    bufs_layout: std::alloc::Layout,
-    buf_size: usize,
-    tail: u16,
-    /// Buffers handed to us by completions and not yet given back.
-    held: usize,
-}
-
-impl BufRing {
-    fn new(ring: &IoUring, count: u16, buf_size: usize) -> io::Result<BufRing> {
-        let entries_layout = std::alloc::Layout::from_size_align(count as usize * 16, 4096)
-            .map_err(io::Error::other)?;
-        let bufs_layout = std::alloc::Layout::from_size_align(count as usize * buf_size, 4096)
-            .map_err(io::Error::other)?;
-        // SAFETY: both layouts have non-zero size (count ≥ 1, buf_size ≥ 64).
-        let (entries, bufs) = unsafe {
-            (
-                std::alloc::alloc_zeroed(entries_layout) as *mut types::BufRingEntry,
-                std::alloc::alloc(bufs_layout),
-            )
-        };
-        if entries.is_null() || bufs.is_null() {
-            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
-        }
-        let mut br = BufRing {
-            entries,
-            entries_layout,
-            bufs,
-            bufs_layout,
-            buf_size,
-            tail: 0,
-            held: 0,
-        };
-        // SAFETY: `entries` is page-aligned memory of `count` entries that lives until `self` is
-        // dropped, and `Worker` drops the ring (unregistering the group) before the BufRing.
-        unsafe {
-            ring.submitter()
-                .register_buf_ring_with_flags(entries as u64, count, BUF_GROUP, 0)?;
-        }
-        for bid in 0..count {
-            br.push(bid);
-        }
-        br.held = 0;
-        br.publish();
-        Ok(br)
-    }
-
-    fn mask(&self) -> u16 {
-        (self.entries_layout.size() / 16 - 1) as u16
-    }
-
-    /// Put buffer `bid` back at the ring's tail (visible to the kernel after `publish`).
-    fn push(&mut self, bid: u16) {
-        let idx = (self.tail & self.mask()) as usize;
-        // SAFETY: idx ≤ mask < count, so the entry is inside the allocation; the kernel only
-        // reads entries between its head and our published tail, and this one is past the tail.
-        let entry = unsafe { &mut *self.entries.add(idx) };
-        // SAFETY: bid < count, so the buffer lies inside `bufs`.
-        entry.set_addr(unsafe { self.bufs.add(bid as usize * self.buf_size) } as u64);
-        entry.set_len(self.buf_size as u32);
-        entry.set_bid(bid);
-        self.tail = self.tail.wrapping_add(1);
-        self.held = self.held.saturating_sub(1);
-    }
-
-    fn publish(&self) {
-        // SAFETY: the tail field of entry 0 is a u16 shared with the kernel; it is written only
-        // here, with release ordering so the entries above are visible before the new tail.
-        unsafe {
-            let tail = types::BufRingEntry::tail(self.entries) as *const AtomicU16;
-            (*tail).store(self.tail, Ordering::Release);
-        }
-    }
-
-    /// The bytes a completion put in buffer `bid`.
-    fn get(&self, bid: u16, len: usize) -> &[u8] {
-        assert!((bid as usize) < self.entries_layout.size() / 16 && len <= self.buf_size);
-        // SAFETY: in bounds (asserted); the kernel wrote `len` bytes and will not touch this
-        // buffer again until we push it back.
-        unsafe { std::slice::from_raw_parts(self.bufs.add(bid as usize * self.buf_size), len) }
-    }
-}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with these layouts; the ring that used them is gone.
-        unsafe {
-            std::alloc::dealloc(self.entries as *mut u8, self.entries_layout);
-            std::alloc::dealloc(self.bufs, self.bufs_layout);
-        }
-    }
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Recv {
     Armed,
@@ -233,6 +139,9 @@ struct Slot {
     dirty: bool,
     /// A recv completion arrived since the last stall sweep.
     seen: bool,
+    /// The last completion said more data is waiting in the socket (SOCK_NONEMPTY): another
+    /// completion is coming, so the open batch keeps filling instead of being sent now.
+    more_pending: bool,
 }
 
 pub struct WorkerArgs {
@@ -242,6 +151,8 @@ pub struct WorkerArgs {
     pub counters: Arc<Counters>,
     pub channel: ChannelConfig,
     pub shutdown: Arc<Shutdown>,
+    /// Shared by all workers: who gets a new connection, and each worker's wake-up eventfd.
+    pub balance: Arc<Balance>,
 }
 
 struct Worker {
@@ -249,7 +160,6 @@ struct Worker {
     ring: IoUring,
     bufs: BufRing,
     args: WorkerArgs,
-    wake: OwnedFd,
     wake_buf: Box<[u8; 8]>,
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
@@ -270,7 +180,7 @@ struct Worker {
 }
 
 /// Run one worker until shutdown has finished on it. Call on the worker's own thread.
-pub fn run_worker(args: WorkerArgs, wake: OwnedFd) -> Result<(), Error> {
+pub fn run_worker(args: WorkerArgs) -> Result<(), Error> {
     let worker = args.index;
     let ring_err = |what, err| Error::Ring { worker, what, err };
     let ring = build_ring().map_err(|e| ring_err("setting up the ring", e))?;
@@ -286,7 +196,6 @@ pub fn run_worker(args: WorkerArgs, wake: OwnedFd) -> Result<(), Error> {
     let mut w = Worker {
         ring,
         bufs,
-        wake,
         wake_buf: Box::new([0; 8]),
         slots: Vec::new(),
         free: Vec::new(),
@@ -330,7 +239,7 @@ impl Worker {
         let mut cqes: Vec<(u64, i32, u32)> = Vec::with_capacity(1024);
         loop {
             self.flush_sqes()?;
-            if self.stopping && self.finished() {
+            if self.stopping && self.try_finish() {
                 return Ok(());
             }
             let timeout = self.wait_timeout();
@@ -367,19 +276,30 @@ impl Worker {
         }
     }
 
-    fn finished(&self) -> bool {
-        self.slots.iter().all(Option::is_none)
+    /// Done when no connection is left and nothing is in flight; then the inbox is closed,
+    /// unless a connection was handed over meanwhile, which is taken in and read first.
+    fn try_finish(&mut self) -> bool {
+        let idle = self.slots.iter().all(Option::is_none)
             && (self.past_deadline || self.accept_retry_at.iter().all(Option::is_none))
             && !self.accept_armed.iter().any(|a| *a)
-            && !self.wake_armed
+            && !self.wake_armed;
+        if !idle {
+            return false;
+        }
+        match self.args.balance.close_inbox(self.args.index) {
+            Ok(()) => true,
+            Err(conns) => {
+                for (s, fd) in conns {
+                    self.open_conn(s, fd);
+                }
+                false
+            }
+        }
     }
 
     fn wait_timeout(&self) -> Option<Duration> {
         let mut t: Option<Duration> = None;
         let mut min = |d: Duration| t = Some(t.map_or(d, |x| x.min(d)));
-        if !self.dirty.is_empty() {
-            min(Duration::ZERO);
-        }
         if !self.parked.is_empty() || !self.nobufs.is_empty() {
             min(PARK_RETRY);
         }
@@ -428,7 +348,7 @@ impl Worker {
 
     fn arm_wake(&mut self) {
         let e = opcode::Read::new(
-            types::Fd(self.wake.as_raw_fd()),
+            types::Fd(self.args.balance.wake_fd(self.args.index).as_raw_fd()),
             self.wake_buf.as_mut_ptr(),
             8,
         )
@@ -473,9 +393,13 @@ impl Worker {
             K_RECV => self.on_recv(idx, gen, res, flags),
             K_WAKE => {
                 self.wake_armed = false;
+                for (s, fd) in self.args.balance.take_inbox(self.args.index) {
+                    self.open_conn(s, fd);
+                }
                 if self.args.shutdown.is_requested() {
                     self.begin_stop();
-                } else {
+                }
+                if res != -libc::ECANCELED && !self.wake_cancelled {
                     self.arm_wake();
                 }
             }
@@ -505,7 +429,10 @@ impl Worker {
         let listener = unsafe { BorrowedFd::borrow_raw(self.args.sources[s].listener_fd) };
         loop {
             match rustix::net::accept_with(listener, rustix::net::SocketFlags::CLOEXEC) {
-                Ok(fd) => self.open_conn(s, fd),
+                Ok(fd) => {
+                    self.args.balance.keep(self.args.index);
+                    self.open_conn(s, fd);
+                }
                 Err(rustix::io::Errno::AGAIN) => return,
                 Err(rustix::io::Errno::INTR) => {}
                 Err(e) => {
@@ -530,7 +457,12 @@ impl Worker {
             // SAFETY: a successful accept completion hands us a new fd that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(res as RawFd) };
             // Even while stopping: the client connected before the path was removed.
-            self.open_conn(s, fd);
+            if self.stopping {
+                self.args.balance.keep(self.args.index);
+                self.open_conn(s, fd);
+            } else if let Some(fd) = self.args.balance.place(self.args.index, s, fd) {
+                self.open_conn(s, fd);
+            }
         } else if res != -libc::ECANCELED {
             Counters::add(&self.args.counters.accept_errors, 1);
             let err = io::Error::from_raw_os_error(-res);
@@ -573,6 +505,7 @@ impl Worker {
             done: false,
             dirty: false,
             seen: true,
+            more_pending: false,
         });
         self.arm_recv(idx);
     }
@@ -590,6 +523,7 @@ impl Worker {
         let more = cqueue::more(flags);
         let slot = self.slots[idx as usize].as_mut().unwrap();
         slot.seen = true;
+        slot.more_pending = more && res > 0 && cqueue::sock_nonempty(flags);
         if !more {
             slot.recv = Recv::Idle;
         }
@@ -688,6 +622,7 @@ impl Worker {
                 .counters
                 .connections_active
                 .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            self.args.balance.closed(self.args.index);
             drop(slot.fd);
             self.free.push(idx);
         }
@@ -760,13 +695,20 @@ impl Worker {
             self.next_sweep = now + STALL_SWEEP;
             self.sweep();
         }
-        // Send what this round of completions produced: one channel send per connection.
-        // (Parking one cancels its recv and touches no backlog, so this adds nothing to `dirty`.)
+        // Send what this round of completions produced: one channel send per connection, except
+        // for connections whose socket holds more (their next completion is already coming; the
+        // sweep sends theirs if it does not). Parking one cancels its recv and touches no backlog,
+        // so this adds nothing to `dirty`.
+        let mut still_filling = Vec::new();
         for idx in std::mem::take(&mut self.dirty) {
             let past_deadline = self.past_deadline;
             let Some(slot) = self.slots[idx as usize].as_mut() else {
                 continue;
             };
+            if slot.more_pending && slot.recv == Recv::Armed && !self.stopping {
+                still_filling.push(idx);
+                continue;
+            }
             slot.dirty = false;
             if slot.parked.is_some() {
                 continue;
@@ -778,6 +720,7 @@ impl Worker {
                 }
             }
         }
+        self.dirty = still_filling;
 
         if self.stopping
             && self.wake_armed
@@ -803,6 +746,8 @@ impl Worker {
         for (idx, slot) in self.slots.iter_mut().enumerate() {
             let Some(slot) = slot else { continue };
             let quiet = !std::mem::replace(&mut slot.seen, false);
+            // Whatever happens next, a batch left open must not wait past this sweep.
+            slot.more_pending = false;
             if quiet && slot.recv == Recv::Armed && slot.parked.is_none() {
                 let mut byte = [0u8; 1];
                 let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;

@@ -1,0 +1,106 @@
+//! Spreading connections over the io_uring workers.
+//!
+//! Every worker arms a multishot accept on the same listener, but the kernel hands most new
+//! connections to whichever accept was queued first, so left alone one worker gets them all and
+//! one core does all the parsing. Whoever accepts a connection therefore gives it to the worker
+//! with the fewest connections (itself on a tie): it puts the descriptor in that worker's inbox
+//! and writes its eventfd; the worker picks it up on its next wake-up. The same eventfd carries
+//! the shutdown signal. What it does not do: move a connection once it is being read.
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+pub struct Balance {
+    workers: Vec<Share>,
+}
+
+struct Share {
+    /// Connections this worker owns or is about to receive.
+    assigned: AtomicUsize,
+    inbox: Mutex<Inbox>,
+    /// Written to wake the worker (a handed-over connection, or shutdown).
+    wake: OwnedFd,
+}
+
+#[derive(Default)]
+struct Inbox {
+    /// (source index, connection)
+    conns: Vec<(usize, OwnedFd)>,
+    /// The worker has finished; it takes no more connections.
+    closed: bool,
+}
+
+impl Balance {
+    pub fn new(workers: usize) -> std::io::Result<Balance> {
+        let workers = (0..workers)
+            .map(|_| {
+                Ok(Share {
+                    assigned: AtomicUsize::new(0),
+                    inbox: Mutex::new(Inbox::default()),
+                    wake: rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC)?,
+                })
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Balance { workers })
+    }
+
+    /// The eventfd worker `i` reads.
+    pub fn wake_fd(&self, i: usize) -> &OwnedFd {
+        &self.workers[i].wake
+    }
+
+    /// Wake worker `i` (it then looks at its inbox and at the shutdown flag).
+    pub fn wake(&self, i: usize) {
+        let _ = rustix::io::write(&self.workers[i].wake, &1u64.to_ne_bytes());
+    }
+
+    /// Worker `me` accepted `conn` on source `source`: give it to the least loaded worker.
+    /// Returns it when `me` should keep it.
+    pub fn place(&self, me: usize, source: usize, conn: OwnedFd) -> Option<OwnedFd> {
+        let load = |i: usize| self.workers[i].assigned.load(Ordering::Relaxed);
+        let target = (0..self.workers.len())
+            .min_by_key(|&i| (load(i), i != me))
+            .unwrap_or(me);
+        if target != me {
+            let mut inbox = self.workers[target].inbox.lock().unwrap();
+            if !inbox.closed {
+                inbox.conns.push((source, conn));
+                self.workers[target]
+                    .assigned
+                    .fetch_add(1, Ordering::Relaxed);
+                drop(inbox);
+                self.wake(target);
+                return None;
+            }
+        }
+        self.workers[me].assigned.fetch_add(1, Ordering::Relaxed);
+        Some(conn)
+    }
+
+    /// Worker `me` keeps a connection it accepted itself, without balancing (at shutdown).
+    pub fn keep(&self, me: usize) {
+        self.workers[me].assigned.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Worker `me` closed one of its connections.
+    pub fn closed(&self, me: usize) {
+        self.workers[me].assigned.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The connections handed to worker `me` since it last looked.
+    pub fn take_inbox(&self, me: usize) -> Vec<(usize, OwnedFd)> {
+        std::mem::take(&mut self.workers[me].inbox.lock().unwrap().conns)
+    }
+
+    /// Worker `me` is done: close its inbox, unless something arrived, which it must take.
+    pub fn close_inbox(&self, me: usize) -> Result<(), Vec<(usize, OwnedFd)>> {
+        let mut inbox = self.workers[me].inbox.lock().unwrap();
+        if inbox.conns.is_empty() {
+            inbox.closed = true;
+            Ok(())
+        } else {
+            Err(std::mem::take(&mut inbox.conns))
+        }
+    }
+}
