@@ -155,7 +155,10 @@ impl Sender {
                     Offer::Dropped
                 }
             },
-            Err(mpsc::error::TrySendError::Closed(b)) => Offer::Closed(b),
+            Err(mpsc::error::TrySendError::Closed(b)) => {
+                self.lost(&b);
+                Offer::Closed(b)
+            }
         }
     }
 
@@ -164,7 +167,10 @@ impl Sender {
         match self.offer(batch) {
             Offer::Sent | Offer::Dropped => Ok(()),
             Offer::Closed(b) => Err(b),
-            Offer::Full(b) => self.tx.send(b).await.map_err(|e| e.0),
+            Offer::Full(b) => self.tx.send(b).await.map_err(|e| {
+                self.lost(&e.0);
+                e.0
+            }),
         }
     }
 
@@ -173,14 +179,21 @@ impl Sender {
         match self.offer(batch) {
             Offer::Sent | Offer::Dropped => Ok(()),
             Offer::Closed(b) => Err(b),
-            Offer::Full(b) => self.tx.blocking_send(b).map_err(|e| e.0),
+            Offer::Full(b) => self.tx.blocking_send(b).map_err(|e| {
+                self.lost(&e.0);
+                e.0
+            }),
         }
     }
 
     fn drop_batch(&self, b: &Batch) {
         Counters::add(&self.counters.dropped, b.events() as u64);
-        // Dead letters are never dropped silently: they were counted when they were made, and
-        // a full channel under drop_newest loses their records; say so in the counter.
-        Counters::add(&self.counters.dropped, b.dead.len() as u64);
+        // Their records are gone too; they were counted in dead_lettered when made.
+        Counters::add(&self.counters.dead_letters_dropped, b.dead.len() as u64);
+    }
+
+    /// The sink thread is gone (it panicked): nothing more can be written.
+    fn lost(&self, b: &Batch) {
+        Counters::add(&self.counters.lost_at_shutdown, b.events() as u64);
     }
 }

@@ -193,7 +193,10 @@ impl RawConfig {
         };
         let shutdown_timeout = match &self.shutdown_timeout {
             None => Duration::from_secs(5),
-            Some(s) => parse_duration(s).map_err(|m| invalid("shutdown_timeout", m))?,
+            Some(RawDuration::Secs(n)) => Duration::from_secs(*n),
+            Some(RawDuration::Text(s)) => {
+                parse_duration(s).map_err(|m| invalid("shutdown_timeout", m))?
+            }
         };
         if self.sources.is_empty() {
             return Err(invalid(
@@ -246,7 +249,25 @@ impl RawConfig {
                 kind: SinkKind::Log,
                 format: Format::default(),
             },
-            Some(s) => s.validate("dead_letter")?,
+            Some(s) => {
+                let d = s.validate("dead_letter")?;
+                let f = &d.format;
+                let plain = Format::default();
+                for (key, differs) in [
+                    ("codec", f.codec != plain.codec),
+                    ("postprocessors", f.separator != plain.separator),
+                    ("metadata", f.metadata != plain.metadata),
+                ] {
+                    if differs {
+                        return Err(invalid(
+                            format!("dead_letter.{key}"),
+                            "dead-letter records are always JSON lines with their metadata; \
+                             codec, postprocessors and metadata do not apply",
+                        ));
+                    }
+                }
+                d
+            }
         };
         let c = self.channel;
         let nz = |v: Option<usize>, d: usize, f: &str| -> Result<NonZeroUsize, Error> {
@@ -259,6 +280,30 @@ impl RawConfig {
             batch_max_events: nz(c.batch_max_events, 1024, "batch_max_events")?,
             batch_max_bytes: nz(c.batch_max_bytes, 256 * 1024, "batch_max_bytes")?,
         };
+        if channel.capacity.get() > 1 << 20 {
+            return Err(invalid("channel.capacity", "at most 1048576 batches"));
+        }
+        // Two writers must never share one file.
+        let mut files: Vec<(&std::path::Path, String)> = Vec::new();
+        let all = sinks
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s, format!("sinks[{i}].path")))
+            .chain(std::iter::once((
+                &dead_letter,
+                "dead_letter.path".to_string(),
+            )));
+        for (sink, field) in all {
+            if let SinkKind::File { path, .. } = &sink.kind {
+                if let Some((_, other)) = files.iter().find(|(p, _)| *p == path.as_path()) {
+                    return Err(invalid(
+                        field,
+                        format!("{} is already written by {other}", path.display()),
+                    ));
+                }
+                files.push((path, field));
+            }
+        }
         // Offsets inside a batch are u32: keep a batch (plus one line) well below 4 GiB.
         if channel.batch_max_bytes.get() > MAX_LEN {
             return Err(invalid("channel.batch_max_bytes", "at most 1 GiB"));
@@ -280,7 +325,20 @@ impl RawUnixServer {
         if self.path.as_os_str().is_empty() {
             return Err(invalid(format!("{field}.path"), "must not be empty"));
         }
-        // sun_path holds 108 bytes including the terminating NUL.
+        // sun_path holds 108 bytes including the terminating NUL; the socket is first bound in
+        // a private directory beside the target, whose path is a little longer.
+        let parent_len = self.path.parent().map_or(1, |p| p.as_os_str().len().max(1));
+        if parent_len + crate::source::unix::PRIVATE_PATH_EXTRA > 107 {
+            return Err(invalid(
+                format!("{field}.path"),
+                format!(
+                    "the directory of {} is {parent_len} bytes long; a UNIX socket path holds at \
+                     most 107 bytes and ringway needs {} more to bind safely: use a shorter directory",
+                    self.path.display(),
+                    crate::source::unix::PRIVATE_PATH_EXTRA
+                ),
+            ));
+        }
         if self.path.as_os_str().len() > 107 {
             return Err(invalid(
                 format!("{field}.path"),
@@ -311,11 +369,11 @@ impl RawUnixServer {
             .map_err(|m| invalid(format!("{field}.group"), m))?;
         let buf_size = match self.buf_size {
             None => 64 * 1024,
-            Some(n) if (64..=16 * 1024 * 1024).contains(&n) => n,
+            Some(n) if (64..=1024 * 1024).contains(&n) => n,
             Some(n) => {
                 return Err(invalid(
                     format!("{field}.buf_size"),
-                    format!("{n} is out of range: use 64 bytes to 16 MiB"),
+                    format!("{n} is out of range: use 64 bytes to 1 MiB"),
                 ))
             }
         };
@@ -411,6 +469,12 @@ impl RawSink {
                         ))
                     }
                 };
+                if metadata == MetadataMode::Envelope && codec != RawCodec::Json {
+                    return Err(invalid(
+                        format!("{field}.metadata"),
+                        "an envelope is a JSON object: it needs codec = \"json\"",
+                    ));
+                }
                 Ok(Format {
                     codec: codec.into(),
                     separator,

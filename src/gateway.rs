@@ -68,13 +68,43 @@ fn choose_loop(cfg: &Config) -> Result<Loop, Error> {
     }
 }
 
+/// How the gateway ended.
+pub struct Outcome {
+    pub counters: Snapshot,
+    /// A sink (or a worker waiting on it) was still blocked when the shutdown grace ran out
+    /// twice over: the process must exit without waiting for it.
+    pub abandoned: bool,
+}
+
 /// Run until SIGTERM/SIGINT, then shut down cleanly. Returns the final counters.
-pub fn run(cfg: Config) -> Result<Snapshot, Error> {
+pub fn run(cfg: Config) -> Result<Outcome, Error> {
     let mode = choose_loop(&cfg)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(if mode == Loop::Epoll {
+            cfg.workers.get()
+        } else {
+            1
+        })
+        .thread_name("ringway-rt")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Runtime(format!("cannot start the tokio runtime: {e}")))?;
+    // Signal handlers before the socket exists: a SIGTERM that arrives as soon as clients can
+    // connect must already mean "shut down cleanly".
+    let (mut term, mut int) = runtime
+        .block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            ))
+        })
+        .map_err(|e| Error::Runtime(format!("cannot install signal handlers: {e}")))?;
     let sockets = cfg
         .sources
         .iter()
-        .map(|SourceConfig::UnixSocketServer(u)| unix::bind(u))
+        .enumerate()
+        .map(|(i, SourceConfig::UnixSocketServer(u))| unix::bind(u, i))
         .collect::<Result<Vec<_>, _>>()?;
     let counters = Arc::new(Counters::default());
     let shutdown = Arc::new(Shutdown::default());
@@ -94,54 +124,51 @@ pub fn run(cfg: Config) -> Result<Snapshot, Error> {
             })
             .collect(),
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(if mode == Loop::Epoll {
-            cfg.workers.get()
-        } else {
-            1
-        })
-        .thread_name("ringway-rt")
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Runtime(format!("cannot start the tokio runtime: {e}")))?;
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
 
-    // Start the read loops.
+    // Start the read loops. A failure to start one is fatal, but goes through the normal
+    // shutdown so the ones already running stop before their sockets are closed.
     let mut balance: Option<Arc<Balance>> = None;
     let mut threads = Vec::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut epoll_tasks = Vec::new();
     match mode {
-        Loop::Uring => {
-            let bal = Arc::new(
-                Balance::new(cfg.workers.get())
-                    .map_err(|e| Error::Runtime(format!("eventfd: {e}")))?,
-            );
-            balance = Some(Arc::clone(&bal));
-            for index in 0..cfg.workers.get() {
-                let args = uring::WorkerArgs {
-                    index,
-                    sources: Arc::clone(&sources),
-                    sender: tx.clone(),
-                    counters: Arc::clone(&counters),
-                    channel: cfg.channel.clone(),
-                    shutdown: Arc::clone(&shutdown),
-                    balance: Arc::clone(&bal),
-                };
-                let fatal = fatal_tx.clone();
-                threads.push(
-                    std::thread::Builder::new()
+        Loop::Uring => match Balance::new(cfg.workers.get()) {
+            Err(e) => {
+                let _ = fatal_tx.send(format!("eventfd: {e}"));
+            }
+            Ok(bal) => {
+                let bal = Arc::new(bal);
+                balance = Some(Arc::clone(&bal));
+                for index in 0..cfg.workers.get() {
+                    let args = uring::WorkerArgs {
+                        index,
+                        sources: Arc::clone(&sources),
+                        sender: tx.clone(),
+                        counters: Arc::clone(&counters),
+                        channel: cfg.channel.clone(),
+                        shutdown: Arc::clone(&shutdown),
+                        balance: Arc::clone(&bal),
+                    };
+                    let fatal = fatal_tx.clone();
+                    let spawned = std::thread::Builder::new()
                         .name(format!("ringway-uring-{index}"))
                         .spawn(move || {
                             if let Err(e) = uring::run_worker(args) {
                                 tracing::error!("{e}");
                                 let _ = fatal.send(e.to_string());
                             }
-                        })
-                        .map_err(|e| Error::Runtime(format!("cannot start a worker: {e}")))?,
-                );
+                        });
+                    match spawned {
+                        Ok(t) => threads.push(t),
+                        Err(e) => {
+                            let _ = fatal_tx.send(format!("cannot start a worker: {e}"));
+                            break;
+                        }
+                    }
+                }
             }
-        }
+        },
         Loop::Epoll => {
             let shared = epoll::Shared {
                 sender: tx.clone(),
@@ -151,10 +178,13 @@ pub fn run(cfg: Config) -> Result<Snapshot, Error> {
                 stop: stop_rx,
             };
             for (i, sock) in sockets.iter().enumerate() {
-                let listener = sock
-                    .listener
-                    .try_clone()
-                    .map_err(|e| Error::Runtime(format!("cannot share the listener: {e}")))?;
+                let listener = match sock.listener.try_clone() {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = fatal_tx.send(format!("cannot share the listener: {e}"));
+                        break;
+                    }
+                };
                 let src = Arc::new(SourceRt::new(
                     sources[i].cfg.clone(),
                     sock,
@@ -191,9 +221,6 @@ pub fn run(cfg: Config) -> Result<Snapshot, Error> {
 
     // Wait for a signal (or a fatal worker error).
     let fatal = runtime.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
         tokio::select! {
             _ = term.recv() => None,
             _ = int.recv() => None,
@@ -204,6 +231,15 @@ pub fn run(cfg: Config) -> Result<Snapshot, Error> {
         "shutting down: no new connections; reading open ones to EOF for up to {:?}",
         cfg.shutdown_timeout
     );
+    // A second signal means: stop now, without draining.
+    runtime.spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        eprintln!("ringway: second signal: exiting at once; events not yet written are lost");
+        std::process::exit(130);
+    });
     for s in &sockets {
         s.remove_path();
     }
@@ -214,20 +250,60 @@ pub fn run(cfg: Config) -> Result<Snapshot, Error> {
         }
     }
     let _ = stop_tx.send(true);
-    for t in threads {
-        let _ = t.join();
-    }
-    runtime.block_on(async {
-        for t in epoll_tasks {
-            let _ = t.await;
-        }
+
+    // Reading ends by the deadline; a failing sink gives up one grace later. Past that (plus a
+    // margin) something is blocked for good, e.g. a write to a pipe nobody reads: stop waiting.
+    let give_up = shutdown
+        .sink_give_up()
+        .unwrap_or_else(std::time::Instant::now)
+        + std::time::Duration::from_secs(2);
+    let mut abandoned = !join_until(threads, give_up);
+    abandoned |= !runtime.block_on(async {
+        tokio::time::timeout_at(give_up.into(), async {
+            for t in epoll_tasks {
+                let _ = t.await;
+            }
+        })
+        .await
+        .is_ok()
     });
     drop(sources);
-    let _ = sink_thread.join();
-    drop(sockets);
+    abandoned |= !join_until(vec![sink_thread], give_up);
+    if abandoned {
+        // Threads may still use the listeners: leave them open (the paths are gone already).
+        std::mem::forget(sockets);
+        let c = counters.snapshot();
+        let unwritten = c.events_in.saturating_sub(c.events_out + c.dropped);
+        Counters::add(&counters.lost_at_shutdown, unwritten);
+        tracing::error!(
+            "a sink is still blocked {:?} after the shutdown began; exiting with {unwritten} events unwritten",
+            give_up.saturating_duration_since(std::time::Instant::now())
+        );
+    } else {
+        drop(sockets);
+    }
     runtime.shutdown_background();
     match fatal {
         Some(e) => Err(Error::Runtime(e)),
-        None => Ok(counters.snapshot()),
+        None => Ok(Outcome {
+            counters: counters.snapshot(),
+            abandoned,
+        }),
     }
+}
+
+/// Join every thread, or give up at `deadline`. True if all ended.
+fn join_until(threads: Vec<std::thread::JoinHandle<()>>, deadline: std::time::Instant) -> bool {
+    let mut all = true;
+    for t in threads {
+        while !t.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if t.is_finished() {
+            let _ = t.join();
+        } else {
+            all = false;
+        }
+    }
+    all
 }

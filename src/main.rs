@@ -78,7 +78,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("{} is not a valid config", config.display()))?,
         None => Config::embedded_default().context("the embedded default config")?,
     };
-    let summary = ringway::gateway::run(config)?;
+    let outcome = ringway::gateway::run(config)?;
+    let summary = outcome.counters;
     tracing::info!("stopped: {}", summary.details());
     if summary.lost_at_shutdown > 0 {
         tracing::error!(
@@ -87,5 +88,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         );
     }
     eprintln!("{}", summary.summary_line());
+    if outcome.abandoned {
+        // Blocked threads would keep the process alive: leave now.
+        std::process::exit(1);
+    }
     Ok(ExitCode::SUCCESS)
 }

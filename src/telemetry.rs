@@ -18,6 +18,8 @@ pub struct Counters {
     pub dead_lettered: AtomicU64,
     /// Events dropped by `when_full = "drop_newest"`.
     pub dropped: AtomicU64,
+    /// Dead-letter records dropped with their batch by `when_full = "drop_newest"`.
+    pub dead_letters_dropped: AtomicU64,
     /// Events a sink could not write before the shutdown deadline.
     pub lost_at_shutdown: AtomicU64,
     pub connections_accepted: AtomicU64,
@@ -40,6 +42,7 @@ pub struct Snapshot {
     pub events_out: u64,
     pub dead_lettered: u64,
     pub dropped: u64,
+    pub dead_letters_dropped: u64,
     pub lost_at_shutdown: u64,
     pub connections_accepted: u64,
     pub accept_errors: u64,
@@ -63,6 +66,7 @@ impl Counters {
             events_out: self.events_out.load(Relaxed),
             dead_lettered: self.dead_lettered.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
+            dead_letters_dropped: self.dead_letters_dropped.load(Relaxed),
             lost_at_shutdown: self.lost_at_shutdown.load(Relaxed),
             connections_accepted: self.connections_accepted.load(Relaxed),
             accept_errors: self.accept_errors.load(Relaxed),
@@ -95,6 +99,12 @@ impl Snapshot {
             self.recv_out_of_buffers,
             self.recv_stalls_recovered
         );
+        if self.dead_letters_dropped > 0 {
+            s.push_str(&format!(
+                " dead_letters_dropped={}",
+                self.dead_letters_dropped
+            ));
+        }
         if self.lost_at_shutdown > 0 {
             s.push_str(&format!(" lost_at_shutdown={}", self.lost_at_shutdown));
         }

@@ -390,3 +390,35 @@ fn custom_separator(mode: &str) {
         }
     );
 }
+
+// ---------------------------------------------------------------------------------
+// With a separator other than `\n`, a JSON event may span lines; the sink still writes one
+// event a line (its raw newlines are JSON whitespace and become spaces).
+
+#[test]
+fn json_spanning_lines_with_custom_separator() {
+    for mode in MODES {
+        let config = standard_config(mode).replace(
+            r#"path = "{dir}/in.sock""#,
+            "path = \"{dir}/in.sock\"\npreprocessors = [{ name = \"separate\", config = { separator = \";\" } }]",
+        );
+        let mut gw = Gateway::start(&config);
+        let mut c = std::os::unix::net::UnixStream::connect(gw.socket()).unwrap();
+        use std::io::Write;
+        c.write_all(b"{\n  \"a\": \"x\\ny\",\r\n  \"b\": [1,\n2]\n};{\"c\":3};")
+            .unwrap();
+        drop(c);
+        let summary = gw.stop();
+        assert_eq!(summary.events_out, 2, "{mode}: {summary:?}");
+        let out = std::fs::read_to_string(gw.path("out.ndjson")).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{mode}: {out:?}");
+        let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(
+            first,
+            serde_json::json!({"a": "x\ny", "b": [1, 2]}),
+            "{mode}"
+        );
+        assert_eq!(lines[1], r#"{"c":3}"#);
+    }
+}

@@ -22,7 +22,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub io_mode: IoMode,
     pub workers: Option<usize>,
-    pub shutdown_timeout: Option<String>,
+    pub shutdown_timeout: Option<RawDuration>,
     #[serde(default)]
     pub sources: Vec<RawSource>,
     #[serde(default)]
@@ -205,6 +205,14 @@ fn inner<T: DeserializeOwned, E: de::Error>(table: toml::Table) -> Result<T, E> 
 
 fn field_error<E: de::Error>(path: &str, message: impl std::fmt::Display) -> E {
     E::custom(format!("{path}{PATH_SEP}{message}"))
+}
+
+/// `"250ms"`, `"5s"`, … or a bare number of seconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawDuration {
+    Secs(u64),
+    Text(String),
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

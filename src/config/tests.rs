@@ -72,3 +72,43 @@ fn preprocessor_forms() {
     assert_eq!(u.framing.max_length, 10);
     assert!(!u.framing.buffered);
 }
+
+#[test]
+fn values_that_would_misbehave_are_refused() {
+    let sink = |extra: &str| {
+        OK.replace(
+            "[[sinks]]\ntype = \"null\"\n",
+            &format!("[[sinks]]\ntype = \"file\"\npath = \"/tmp/a\"\n{extra}"),
+        )
+    };
+    let e = err(&sink("codec = \"string\"\nmetadata = \"envelope\"\n"));
+    assert!(e.contains("sinks[0].metadata") && e.contains("json"), "{e}");
+    let e = err(&format!(
+        "{}[dead_letter]\ntype = \"file\"\npath = \"/tmp/d\"\ncodec = \"string\"\n",
+        sink("")
+    ));
+    assert!(e.contains("dead_letter.codec"), "{e}");
+    let e = err(&format!(
+        "{}[dead_letter]\ntype = \"file\"\npath = \"/tmp/a\"\n",
+        sink("")
+    ));
+    assert!(
+        e.contains("dead_letter.path") && e.contains("sinks[0].path"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{}[[sinks]]\ntype = \"file\"\npath = \"/tmp/a\"\n",
+        sink("")
+    ));
+    assert!(e.contains("sinks[1].path"), "{e}");
+    let e = err(&format!("{OK}[channel]\ncapacity = 4611686018427387904\n"));
+    assert!(e.contains("channel.capacity"), "{e}");
+    let long_dir = format!("/tmp/{}/x.sock", "d".repeat(90));
+    let e = err(&OK.replace("/tmp/x.sock", &long_dir));
+    assert!(
+        e.contains("sources[0].path") && e.contains("shorter directory"),
+        "{e}"
+    );
+    let c = Config::from_toml(&format!("shutdown_timeout = 7\n{OK}")).unwrap();
+    assert_eq!(c.shutdown_timeout, Duration::from_secs(7));
+}

@@ -45,6 +45,8 @@ struct Sink {
     passthrough: bool,
     /// Encoded bytes, for sinks that are not passthrough.
     buf: Vec<u8>,
+    /// Past the shutdown give-up point and still failing: this sink stops retrying.
+    gave_up: bool,
 }
 
 /// Open every sink (so a bad path fails at start, not at the first event) and start the thread.
@@ -61,6 +63,7 @@ pub fn start(
             passthrough: !dead && codecs.iter().all(|&k| encode::is_passthrough(&c.format, k)),
             cfg: c.clone(),
             buf: Vec::new(),
+            gave_up: false,
         })
     };
     let sinks = cfg
@@ -87,7 +90,6 @@ fn run(
         counters: &counters,
         shutdown: &shutdown,
         warn: RateLimit::new(2),
-        gave_up: false,
     };
     // Batches received and not yet written by the passthrough sinks.
     let mut pending: Vec<Batch> = Vec::with_capacity(MAX_IOV);
@@ -119,6 +121,7 @@ fn run(
                 complete &= s.flush(&pending, &mut ctx);
             }
             dead.flush(&[], &mut ctx);
+            // events_out: written by every sink; lost_at_shutdown: missed by at least one.
             if complete {
                 Counters::add(&counters.events_out, events);
             } else {
@@ -142,8 +145,6 @@ struct WriteCtx<'a> {
     counters: &'a Counters,
     shutdown: &'a Shutdown,
     warn: RateLimit,
-    /// Past the give-up point: stop retrying, count instead.
-    gave_up: bool,
 }
 
 impl Sink {
@@ -175,10 +176,15 @@ impl Sink {
                 .filter(|b| !b.data.is_empty())
                 .map(|b| IoSlice::new(&b.data))
                 .collect();
-            write_all(&mut self.out, &mut slices, ctx)
+            write_all(&mut self.out, &mut slices, &mut self.gave_up, ctx)
         } else {
             let buf = std::mem::take(&mut self.buf);
-            let ok = write_all(&mut self.out, &mut [IoSlice::new(&buf)], ctx);
+            let ok = write_all(
+                &mut self.out,
+                &mut [IoSlice::new(&buf)],
+                &mut self.gave_up,
+                ctx,
+            );
             self.buf = buf;
             self.buf.clear();
             ok
@@ -187,11 +193,16 @@ impl Sink {
     }
 }
 
-fn write_all(out: &mut Output, mut slices: &mut [IoSlice<'_>], ctx: &mut WriteCtx<'_>) -> bool {
+fn write_all(
+    out: &mut Output,
+    mut slices: &mut [IoSlice<'_>],
+    gave_up: &mut bool,
+    ctx: &mut WriteCtx<'_>,
+) -> bool {
     let mut backoff = Duration::from_millis(10);
     IoSlice::advance_slices(&mut slices, 0);
     while !slices.is_empty() {
-        if ctx.gave_up {
+        if *gave_up {
             return false;
         }
         match out.write_vectored(slices) {
@@ -213,7 +224,7 @@ fn write_all(out: &mut Output, mut slices: &mut [IoSlice<'_>], ctx: &mut WriteCt
                 {
                     tracing::error!(sink = %out.name(),
                         "giving up: the shutdown grace is over and the sink still fails");
-                    ctx.gave_up = true;
+                    *gave_up = true;
                     return false;
                 }
                 std::thread::sleep(backoff);

@@ -46,6 +46,7 @@ impl Conn {
     /// should be sent before more is read.
     pub fn feed(&mut self, ctx: &IngestCtx<'_>, dec: &mut Decoder, data: &[u8]) -> bool {
         self.bytes += data.len() as u64;
+        let flatten = flatten(ctx, dec);
         let mut sink = FrameSink {
             meta: &self.meta,
             batch: &mut self.batch,
@@ -57,6 +58,7 @@ impl Conn {
                 .batch_max_bytes
                 .get()
                 .min(data.len().max(4096) * 2),
+            flatten,
         };
         self.framer
             .feed(ctx.framing, data, &mut |frame| sink.frame(frame));
@@ -65,6 +67,7 @@ impl Conn {
 
     /// The peer is gone (EOF, error, or shutdown): flush the unterminated last line.
     pub fn finish(&mut self, ctx: &IngestCtx<'_>, dec: &mut Decoder) {
+        let flatten = flatten(ctx, dec);
         let mut sink = FrameSink {
             meta: &self.meta,
             batch: &mut self.batch,
@@ -72,6 +75,7 @@ impl Conn {
             events: &mut self.events,
             dead: &mut self.dead,
             hint: 4096,
+            flatten,
         };
         self.framer
             .finish(ctx.framing, &mut |frame| sink.frame(frame));
@@ -97,6 +101,13 @@ impl Conn {
     }
 }
 
+/// With a separator other than `\n`, a JSON event may span lines. Its raw `\n` and `\r` bytes
+/// can only be whitespace between tokens (inside strings they must be escaped), so they are
+/// turned into spaces: the event stays the same JSON and sinks' output stays one event a line.
+fn flatten(ctx: &IngestCtx<'_>, dec: &Decoder) -> bool {
+    ctx.framing.separator != b'\n' && dec.codec() == crate::codec::Codec::Json
+}
+
 struct FrameSink<'a> {
     meta: &'a Arc<ConnMeta>,
     batch: &'a mut Option<Batch>,
@@ -104,6 +115,7 @@ struct FrameSink<'a> {
     events: &'a mut u64,
     dead: &'a mut u64,
     hint: usize,
+    flatten: bool,
 }
 
 impl FrameSink<'_> {
@@ -120,7 +132,18 @@ impl FrameSink<'_> {
             Frame::Line { bytes, line } | Frame::Truncated { bytes, line, .. } => {
                 match self.dec.check(bytes) {
                     Ok(()) => {
-                        self.batch().push(bytes);
+                        let flatten = self.flatten;
+                        let batch = self.batch();
+                        let start = batch.data.len();
+                        batch.push(bytes);
+                        if flatten {
+                            let end = start + bytes.len();
+                            for b in &mut batch.data[start..end] {
+                                if *b == b'\n' || *b == b'\r' {
+                                    *b = b' ';
+                                }
+                            }
+                        }
                         *self.events += 1;
                     }
                     Err(e) => {

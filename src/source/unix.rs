@@ -29,6 +29,14 @@ pub enum Error {
         path: PathBuf,
         what: &'static str,
     },
+    #[error("source {source_name}: socket path {path} exists and a test connection failed with \"{err}\", so it may belong to a live process; refusing to replace it (remove it if it is stale)")]
+    Unsure {
+        source_name: String,
+        path: PathBuf,
+        err: io::Error,
+    },
+    #[error("source {source_name}: socket path {path} changed while ringway was binding (another process created or replaced it); refusing to replace it")]
+    Raced { source_name: String, path: PathBuf },
     #[error("source {source_name}: cannot {action} {path}: {err}")]
     Io {
         source_name: String,
@@ -63,7 +71,17 @@ impl Drop for BoundSocket {
     }
 }
 
-pub fn bind(cfg: &UnixServerConfig) -> Result<BoundSocket, Error> {
+/// Extra bytes the private bind path adds to the socket's directory: `/.rw<pid>.<index>/s`.
+pub const PRIVATE_PATH_EXTRA: usize = 22;
+
+/// What is at the socket path before we bind.
+enum Existing {
+    Nothing,
+    /// A socket that refused a connection (ECONNREFUSED): stale; its identity, to replace only it.
+    Stale((u64, u64)),
+}
+
+pub fn bind(cfg: &UnixServerConfig, index: usize) -> Result<BoundSocket, Error> {
     let path = &cfg.path;
     let io_err = |action: &'static str, p: &Path, err: io::Error| Error::Io {
         source_name: cfg.name.clone(),
@@ -71,47 +89,12 @@ pub fn bind(cfg: &UnixServerConfig) -> Result<BoundSocket, Error> {
         path: p.to_owned(),
         err,
     };
-    match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err("inspect", path, e)),
-        Ok(m) => {
-            let ft = m.file_type();
-            let what = if ft.is_socket() {
-                None
-            } else if ft.is_symlink() {
-                Some("a symbolic link")
-            } else if ft.is_dir() {
-                Some("a directory")
-            } else if ft.is_file() {
-                Some("a regular file")
-            } else {
-                Some("not a socket")
-            };
-            if let Some(what) = what {
-                return Err(Error::NotASocket {
-                    source_name: cfg.name.clone(),
-                    path: path.clone(),
-                    what,
-                });
-            }
-            if UnixStream::connect(path).is_ok() {
-                return Err(Error::Live {
-                    source_name: cfg.name.clone(),
-                    path: path.clone(),
-                });
-            }
-            // Stale: the rename below replaces it atomically.
-        }
-    }
+    let existing = inspect(cfg)?;
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
-    let private = parent.join(format!(
-        ".ringway-bind-{}-{}",
-        std::process::id(),
-        cfg.name.replace('/', "_")
-    ));
+    let private = parent.join(format!(".rw{}.{index}", std::process::id()));
     let _ = std::fs::remove_dir_all(&private);
     std::fs::DirBuilder::new()
         .mode(0o700)
@@ -126,7 +109,33 @@ pub fn bind(cfg: &UnixServerConfig) -> Result<BoundSocket, Error> {
             std::os::unix::fs::chown(&tmp, cfg.owner, cfg.group)
                 .map_err(|e| io_err("change the owner of", path, e))?;
         }
-        std::fs::rename(&tmp, path).map_err(|e| io_err("move the socket into", path, e))?;
+        let cwd = rustix::fs::CWD;
+        match existing {
+            // Nothing was there: take the path only if it is still free.
+            Existing::Nothing => {
+                rustix::fs::renameat_with(cwd, &tmp, cwd, path, rustix::fs::RenameFlags::NOREPLACE)
+                    .map_err(|e| match e {
+                        rustix::io::Errno::EXIST => Error::Raced {
+                            source_name: cfg.name.clone(),
+                            path: path.clone(),
+                        },
+                        e => io_err("move the socket into", path, e.into()),
+                    })?
+            }
+            // Replace the stale socket only if it is still the one we looked at.
+            Existing::Stale(dev_ino) => {
+                let still = std::fs::symlink_metadata(path)
+                    .map(|m| m.file_type().is_socket() && (m.dev(), m.ino()) == dev_ino)
+                    .unwrap_or(false);
+                if !still {
+                    return Err(Error::Raced {
+                        source_name: cfg.name.clone(),
+                        path: path.clone(),
+                    });
+                }
+                std::fs::rename(&tmp, path).map_err(|e| io_err("move the socket into", path, e))?
+            }
+        }
         Ok(listener)
     })();
     let _ = std::fs::remove_dir_all(&private);
@@ -143,6 +152,58 @@ pub fn bind(cfg: &UnixServerConfig) -> Result<BoundSocket, Error> {
         path: path.clone(),
         dev_ino: (m.dev(), m.ino()),
     })
+}
+
+/// `lstat` the path and decide: free, stale (replace), or refuse.
+fn inspect(cfg: &UnixServerConfig) -> Result<Existing, Error> {
+    let path = &cfg.path;
+    let m = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Existing::Nothing),
+        Err(err) => {
+            return Err(Error::Io {
+                source_name: cfg.name.clone(),
+                action: "inspect",
+                path: path.clone(),
+                err,
+            })
+        }
+        Ok(m) => m,
+    };
+    let ft = m.file_type();
+    let what = if ft.is_socket() {
+        None
+    } else if ft.is_symlink() {
+        Some("a symbolic link")
+    } else if ft.is_dir() {
+        Some("a directory")
+    } else if ft.is_file() {
+        Some("a regular file")
+    } else {
+        Some("not a socket")
+    };
+    if let Some(what) = what {
+        return Err(Error::NotASocket {
+            source_name: cfg.name.clone(),
+            path: path.clone(),
+            what,
+        });
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(Error::Live {
+            source_name: cfg.name.clone(),
+            path: path.clone(),
+        }),
+        // Only a refused connection proves nobody listens; EACCES, EAGAIN (a full backlog)
+        // and the like may well be a live gateway.
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            Ok(Existing::Stale((m.dev(), m.ino())))
+        }
+        Err(err) => Err(Error::Unsure {
+            source_name: cfg.name.clone(),
+            path: path.clone(),
+            err,
+        }),
+    }
 }
 
 use std::os::unix::fs::DirBuilderExt;

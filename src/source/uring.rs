@@ -83,7 +83,10 @@ pub fn probe(buf_size: usize) -> Result<(), Error> {
             "the kernel lacks IORING_FEAT_EXT_ARG (Linux 5.11+ needed, 6.0+ for multishot recv)",
         )));
     }
-    BufRing::new(&ring, 8, buf_size.min(4096)).map_err(Error::Unavailable)?;
+    let bufs = BufRing::new(&ring, 8, buf_size.min(4096)).map_err(Error::Unavailable)?;
+    // The ring (which unregisters the buffer group) goes before the buffers.
+    drop(ring);
+    drop(bufs);
     Ok(())
 }
 
@@ -223,7 +226,17 @@ pub fn run_worker(args: WorkerArgs) -> Result<(), Error> {
     for s in 0..n {
         w.arm_accept(s);
     }
-    w.run().map_err(|e| ring_err("waiting for completions", e))
+    match w.run() {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            // Operations may still be in flight, and ring teardown is asynchronous: the kernel
+            // could write into the buffers after they were freed. Leak them instead.
+            let Worker { ring, bufs, .. } = w;
+            drop(ring);
+            std::mem::forget(bufs);
+            Err(ring_err("waiting for completions", e))
+        }
+    }
 }
 
 fn decoder_index(c: crate::codec::Codec) -> usize {
@@ -271,8 +284,9 @@ impl Worker {
             for &(u, res, flags) in &cqes {
                 self.complete(u, res, flags);
             }
-            self.bufs.publish();
             self.after_completions();
+            // Buffers given back while unparking or flushing are the kernel's again before we wait.
+            self.bufs.publish();
         }
     }
 
@@ -507,6 +521,12 @@ impl Worker {
             seen: true,
             more_pending: false,
         });
+        if self.past_deadline {
+            // Late (the queue was drained after the deadline): read what is there, then end.
+            if let Some(slot) = self.slots[idx as usize].as_ref() {
+                let _ = rustix::net::shutdown(&slot.fd, rustix::net::Shutdown::Read);
+            }
+        }
         self.arm_recv(idx);
     }
 
@@ -519,6 +539,12 @@ impl Worker {
                 self.bufs.push(bid);
             }
             return;
+        }
+        if res <= 0 {
+            // No data, but a kernel may still have picked a buffer: give it back.
+            if let Some(bid) = bid {
+                self.bufs.push(bid);
+            }
         }
         let more = cqueue::more(flags);
         let slot = self.slots[idx as usize].as_mut().unwrap();
@@ -648,7 +674,9 @@ impl Worker {
             if self.accept_retry_at[s].is_some_and(|at| at <= now) {
                 self.accept_retry_at[s] = None;
                 if self.stopping {
-                    self.drain_queue(s);
+                    if !self.past_deadline {
+                        self.drain_queue(s);
+                    }
                 } else if !self.accept_armed[s] {
                     self.arm_accept(s);
                 }
