@@ -78,6 +78,7 @@ pub struct Outcome {
 
 /// Run until SIGTERM/SIGINT, then shut down cleanly. Returns the final counters.
 pub fn run(cfg: Config) -> Result<Outcome, Error> {
+    raise_fd_limit();
     let mode = choose_loop(&cfg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(if mode == Loop::Epoll {
@@ -289,6 +290,21 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
             counters: counters.snapshot(),
             abandoned,
         }),
+    }
+}
+
+/// A sidecar holds a descriptor per client: lift the soft RLIMIT_NOFILE (often 1024) to the
+/// hard limit, as Go's runtime does. EMFILE beyond that is handled by the accept back-off.
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        let from = lim.current;
+        lim.current = lim.maximum;
+        match setrlimit(Resource::Nofile, lim) {
+            Ok(()) => tracing::debug!("RLIMIT_NOFILE raised from {from:?} to {:?}", lim.maximum),
+            Err(e) => tracing::debug!("RLIMIT_NOFILE stays {from:?}: {e}"),
+        }
     }
 }
 
