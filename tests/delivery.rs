@@ -603,26 +603,7 @@ fn small_buffers(mode: &str) {
             )
         })
         .collect();
-    for client in clients {
-        client.finish();
-    }
-    let summary = gw.stop();
-    let mut check = SeqChecker::new(PAD);
-    for line in read_lines(&gw.path("out.ndjson")) {
-        check.push(&line);
-    }
-    for c in 0..4 {
-        assert_eq!(check.counts().get(&c), Some(&5000), "connection {c}");
-    }
-    assert_eq!(
-        summary,
-        Summary {
-            events_in: 20_000,
-            events_out: 20_000,
-            dead_lettered: 0,
-            dropped: 0
-        }
-    );
+    finish_and_check_exact(&mut gw, clients, 0..4, 5000);
 }
 
 // ---------------------------------------------------------------------------------
@@ -660,24 +641,5 @@ fn many_connections(mode: &str) {
             )
         })
         .collect();
-    for client in clients {
-        client.finish();
-    }
-    let summary = gw.stop();
-    let mut check = SeqChecker::new(PAD);
-    for line in read_lines(&gw.path("out.ndjson")) {
-        check.push(&line);
-    }
-    for c in 0..600 {
-        assert_eq!(check.counts().get(&c), Some(&200), "connection {c}");
-    }
-    assert_eq!(
-        summary,
-        Summary {
-            events_in: 120_000,
-            events_out: 120_000,
-            dead_lettered: 0,
-            dropped: 0
-        }
-    );
+    finish_and_check_exact(&mut gw, clients, 0..600, 200);
 }

@@ -502,3 +502,35 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// Waits for `clients`, stops the gateway, and asserts that the file sink `out.ndjson` holds,
+/// for each connection in `conns`, exactly its events 0..per_conn in order (see [`SeqChecker`]),
+/// and that the summary says the same with no dead letters and no drops.
+pub fn finish_and_check_exact(
+    gw: &mut Gateway,
+    clients: Vec<Client>,
+    conns: std::ops::Range<u64>,
+    per_conn: u64,
+) {
+    for client in clients {
+        client.finish();
+    }
+    let summary = gw.stop();
+    let mut check = SeqChecker::new(PAD);
+    for line in read_lines(&gw.path("out.ndjson")) {
+        check.push(&line);
+    }
+    let total = (conns.end - conns.start) * per_conn;
+    for c in conns {
+        assert_eq!(check.counts().get(&c), Some(&per_conn), "connection {c}");
+    }
+    assert_eq!(
+        summary,
+        Summary {
+            events_in: total,
+            events_out: total,
+            dead_lettered: 0,
+            dropped: 0
+        }
+    );
+}
