@@ -42,6 +42,16 @@ pub enum Codec {
     Binary,
 }
 
+impl std::fmt::Display for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Codec::Json => "json",
+            Codec::String => "string",
+            Codec::Binary => "binary",
+        })
+    }
+}
+
 /// Why a line was rejected.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum Error {

@@ -206,7 +206,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
 
     for s in sources.iter() {
         eprintln!(
-            "ringway: listening on unix:{} (source {:?}, codec {:?}, io_mode {mode}, {} workers)",
+            "ringway: listening on unix:{} (source {:?}, codec {}, io_mode {mode}, {} workers)",
             s.cfg.path.display(),
             s.cfg.name,
             s.cfg.codec,
