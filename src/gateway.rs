@@ -232,7 +232,11 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         "shutting down: no new connections; reading open ones to EOF for up to {:?}",
         cfg.shutdown_timeout
     );
-    // A second signal means: stop now, without draining.
+    for s in &sockets {
+        s.remove_path();
+    }
+    let shutdown_began = std::time::Instant::now();
+    // A (further) signal means: stop now, without draining.
     runtime.spawn(async move {
         tokio::select! {
             _ = term.recv() => {}
@@ -241,9 +245,6 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         eprintln!("ringway: second signal: exiting at once; events not yet written are lost");
         std::process::exit(130);
     });
-    for s in &sockets {
-        s.remove_path();
-    }
     shutdown.request(cfg.shutdown_timeout);
     if let Some(b) = &balance {
         for i in 0..cfg.workers.get() {
@@ -273,12 +274,16 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
     if abandoned {
         // Threads may still use the listeners: leave them open (the paths are gone already).
         std::mem::forget(sockets);
+        // Events neither written, dropped, nor already counted lost by a sink that gave up.
         let c = counters.snapshot();
-        let unwritten = c.events_in.saturating_sub(c.events_out + c.dropped);
+        let unwritten = c
+            .events_in
+            .saturating_sub(c.events_out + c.dropped + c.lost_at_shutdown);
         Counters::add(&counters.lost_at_shutdown, unwritten);
         tracing::error!(
-            "a sink is still blocked {:?} after the shutdown began; exiting with {unwritten} events unwritten",
-            give_up.saturating_duration_since(std::time::Instant::now())
+            "a sink is still blocked {:?} after the shutdown began; exiting with {} events unwritten",
+            shutdown_began.elapsed(),
+            unwritten + c.lost_at_shutdown
         );
     } else {
         drop(sockets);

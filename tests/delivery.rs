@@ -142,8 +142,12 @@ fn sigterm_mid_stream(mode: &str) {
         "50,000 events in the sink, from all 8 connections",
         || {
             count_lines(&out) >= 50_000 && {
-                let conns: std::collections::BTreeSet<u64> = read_lines(&out)
-                    .iter()
+                // The file is being written: look at complete lines only.
+                let bytes = std::fs::read(&out).unwrap_or_default();
+                let complete =
+                    &bytes[..bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)];
+                let conns: std::collections::BTreeSet<u64> = complete
+                    .split(|b| *b == b'\n')
                     .filter_map(|l| parse_ci(l).map(|(c, _)| c))
                     .collect();
                 conns.len() == 8

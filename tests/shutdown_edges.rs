@@ -177,3 +177,50 @@ fn socket_that_refuses_us_with_eacces_is_not_replaced() {
 }
 
 use std::os::unix::fs::OpenOptionsExt;
+
+/// A live server whose accept backlog is full makes a blocking connect wait forever; the
+/// start-up probe must not hang on it, and must not take the path.
+#[test]
+fn live_socket_with_full_backlog_does_not_hang_start_up() {
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    // SAFETY: listen(2) on a socket we own, to shrink its backlog to the minimum.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    // With a backlog of 0 one connection may wait; a second would block a blocking connect.
+    let _queued = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let cfg = dir.path().join("ringway.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[sources]]\ntype = \"unix_socket_server\"\npath = \"{}\"\n[[sinks]]\ntype = \"null\"\n",
+            path.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("start-up hung on a live socket with a full backlog");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("may belong to a live process"), "{err}");
+    let _ = listener.accept(); // the original server is still there
+    assert!(path.exists());
+}

@@ -5,7 +5,9 @@
 //! one core does all the parsing. Whoever accepts a connection therefore gives it to the worker
 //! with the fewest connections (itself on a tie): it puts the descriptor in that worker's inbox
 //! and writes its eventfd; the worker picks it up on its next wake-up. The same eventfd carries
-//! the shutdown signal. What it does not do: move a connection once it is being read.
+//! the shutdown signal. A worker's inbox is open only while it can read it: not before its ring
+//! is up, not once it stops; a worker that fails hands what it holds to a live one.
+//! What it does not do: move a connection once it is being read.
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,8 +29,9 @@ struct Share {
 struct Inbox {
     /// (source index, connection)
     conns: Vec<(usize, OwnedFd)>,
-    /// The worker has finished; it takes no more connections.
-    closed: bool,
+    /// The worker's ring is up and it reads its inbox; until then, and once it stops (shutdown,
+    /// or a fatal ring error), nobody is handed a connection through it.
+    open: bool,
 }
 
 impl Balance {
@@ -64,7 +67,7 @@ impl Balance {
             .unwrap_or(me);
         if target != me {
             let mut inbox = self.workers[target].inbox.lock().unwrap();
-            if !inbox.closed {
+            if inbox.open {
                 inbox.conns.push((source, conn));
                 self.workers[target]
                     .assigned
@@ -93,14 +96,37 @@ impl Balance {
         std::mem::take(&mut self.workers[me].inbox.lock().unwrap().conns)
     }
 
-    /// Worker `me` is done: close its inbox, unless something arrived, which it must take.
-    pub fn close_inbox(&self, me: usize) -> Result<(), Vec<(usize, OwnedFd)>> {
+    /// Worker `me` is ready: it may be handed connections from now on.
+    pub fn open_inbox(&self, me: usize) {
+        self.workers[me].inbox.lock().unwrap().open = true;
+    }
+
+    /// Worker `me` takes no more connections (it is stopping, or failed): returns what is still
+    /// in its inbox, which it must read itself (or, if it cannot, give to [`Balance::rehome`]).
+    /// Nothing can be added after this.
+    pub fn close_inbox(&self, me: usize) -> Vec<(usize, OwnedFd)> {
         let mut inbox = self.workers[me].inbox.lock().unwrap();
-        if inbox.conns.is_empty() {
-            inbox.closed = true;
-            Ok(())
-        } else {
-            Err(std::mem::take(&mut inbox.conns))
+        inbox.open = false;
+        std::mem::take(&mut inbox.conns)
+    }
+
+    /// A worker that failed gives the connections it could not read to a live one. False if
+    /// no worker takes connections any more (they are then closed unread; the gateway is
+    /// shutting down on the failure anyway).
+    pub fn rehome(&self, me: usize, conns: Vec<(usize, OwnedFd)>) -> bool {
+        let mut conns = conns;
+        for (i, w) in self.workers.iter().enumerate() {
+            if i == me || conns.is_empty() {
+                continue;
+            }
+            let mut inbox = w.inbox.lock().unwrap();
+            if inbox.open {
+                w.assigned.fetch_add(conns.len(), Ordering::Relaxed);
+                inbox.conns.append(&mut conns);
+                drop(inbox);
+                self.wake(i);
+            }
         }
+        conns.is_empty()
     }
 }

@@ -14,7 +14,7 @@
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use crate::config::UnixServerConfig;
@@ -71,8 +71,9 @@ impl Drop for BoundSocket {
     }
 }
 
-/// Extra bytes the private bind path adds to the socket's directory: `/.rw<pid>.<index>/s`.
-pub const PRIVATE_PATH_EXTRA: usize = 22;
+/// Extra bytes the private bind path adds to the socket's directory:
+/// `/.rw<pid>.<index>.<nonce>/s` (at most 4 + 7 + 1 + 3 + 1 + 8 + 2 = 26).
+pub const PRIVATE_PATH_EXTRA: usize = 32;
 
 /// What is at the socket path before we bind.
 enum Existing {
@@ -94,12 +95,20 @@ pub fn bind(cfg: &UnixServerConfig, index: usize) -> Result<BoundSocket, Error> 
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
-    let private = parent.join(format!(".rw{}.{index}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&private);
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&private)
-        .map_err(|e| io_err("create a private directory in", &parent, e))?;
+    // A fresh, unpredictable name; never a directory someone else made.
+    let mut attempt = 0u32;
+    let private = loop {
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+            ^ attempt.wrapping_mul(0x9e37_79b9);
+        let dir = parent.join(format!(".rw{}.{index}.{nonce:08x}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => break dir,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 16 => attempt += 1,
+            Err(e) => return Err(io_err("create a private directory in", &parent, e)),
+        }
+    };
     let result = (|| {
         let tmp = private.join("s");
         let listener = UnixListener::bind(&tmp).map_err(|e| io_err("bind", path, e))?;
@@ -109,18 +118,33 @@ pub fn bind(cfg: &UnixServerConfig, index: usize) -> Result<BoundSocket, Error> 
             std::os::unix::fs::chown(&tmp, cfg.owner, cfg.group)
                 .map_err(|e| io_err("change the owner of", path, e))?;
         }
+        // Our socket's identity, taken before it is visible at `path`.
+        let ours = std::fs::symlink_metadata(&tmp).map_err(|e| io_err("inspect", path, e))?;
         let cwd = rustix::fs::CWD;
+        let raced = || Error::Raced {
+            source_name: cfg.name.clone(),
+            path: path.clone(),
+        };
         match existing {
             // Nothing was there: take the path only if it is still free.
             Existing::Nothing => {
-                rustix::fs::renameat_with(cwd, &tmp, cwd, path, rustix::fs::RenameFlags::NOREPLACE)
-                    .map_err(|e| match e {
-                        rustix::io::Errno::EXIST => Error::Raced {
-                            source_name: cfg.name.clone(),
-                            path: path.clone(),
-                        },
-                        e => io_err("move the socket into", path, e.into()),
-                    })?
+                match rustix::fs::renameat_with(
+                    cwd,
+                    &tmp,
+                    cwd,
+                    path,
+                    rustix::fs::RenameFlags::NOREPLACE,
+                ) {
+                    Ok(()) => {}
+                    Err(rustix::io::Errno::EXIST) => return Err(raced()),
+                    // A filesystem without RENAME_NOREPLACE: link(2) never replaces either.
+                    Err(rustix::io::Errno::INVAL) => match std::fs::hard_link(&tmp, path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(raced()),
+                        Err(e) => return Err(io_err("move the socket into", path, e)),
+                    },
+                    Err(e) => return Err(io_err("move the socket into", path, e.into())),
+                }
             }
             // Replace the stale socket only if it is still the one we looked at.
             Existing::Stale(dev_ino) => {
@@ -128,19 +152,15 @@ pub fn bind(cfg: &UnixServerConfig, index: usize) -> Result<BoundSocket, Error> 
                     .map(|m| m.file_type().is_socket() && (m.dev(), m.ino()) == dev_ino)
                     .unwrap_or(false);
                 if !still {
-                    return Err(Error::Raced {
-                        source_name: cfg.name.clone(),
-                        path: path.clone(),
-                    });
+                    return Err(raced());
                 }
                 std::fs::rename(&tmp, path).map_err(|e| io_err("move the socket into", path, e))?
             }
         }
-        Ok(listener)
+        Ok((listener, ours))
     })();
     let _ = std::fs::remove_dir_all(&private);
-    let listener = result?;
-    let m = std::fs::symlink_metadata(path).map_err(|e| io_err("inspect", path, e))?;
+    let (listener, m) = result?;
     // The backlog std gives (128) is raised to the configured one.
     let _ = rustix::net::listen(&listener, cfg.backlog.min(i32::MAX as u32) as i32);
     // Non-blocking, so the queue can be drained at shutdown without waiting.
@@ -188,20 +208,29 @@ fn inspect(cfg: &UnixServerConfig) -> Result<Existing, Error> {
             what,
         });
     }
-    match UnixStream::connect(path) {
-        Ok(_) => Err(Error::Live {
+    // A non-blocking connect: a live server with a full backlog must not hang start-up.
+    let probe = || -> rustix::io::Result<()> {
+        use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+        let fd = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            None,
+        )?;
+        rustix::net::connect(&fd, &SocketAddrUnix::new(path.as_path())?)
+    };
+    match probe() {
+        Ok(()) => Err(Error::Live {
             source_name: cfg.name.clone(),
             path: path.clone(),
         }),
         // Only a refused connection proves nobody listens; EACCES, EAGAIN (a full backlog)
         // and the like may well be a live gateway.
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-            Ok(Existing::Stale((m.dev(), m.ino())))
-        }
+        Err(rustix::io::Errno::CONNREFUSED) => Ok(Existing::Stale((m.dev(), m.ino()))),
         Err(err) => Err(Error::Unsure {
             source_name: cfg.name.clone(),
             path: path.clone(),
-            err,
+            err: err.into(),
         }),
     }
 }

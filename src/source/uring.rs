@@ -142,6 +142,9 @@ struct Slot {
     dirty: bool,
     /// A recv completion arrived since the last stall sweep.
     seen: bool,
+    /// On the worker's `parked` / `nobufs` list (so each list holds a slot once).
+    listed_parked: bool,
+    listed_nobufs: bool,
     /// The last completion said more data is waiting in the socket (SOCK_NONEMPTY): another
     /// completion is coming, so the open batch keeps filling instead of being sent now.
     more_pending: bool,
@@ -226,9 +229,17 @@ pub fn run_worker(args: WorkerArgs) -> Result<(), Error> {
     for s in 0..n {
         w.arm_accept(s);
     }
+    w.args.balance.open_inbox(worker);
     match w.run() {
         Ok(()) => Ok(()),
         Err(e) => {
+            let orphans = w.args.balance.close_inbox(worker);
+            if !w.args.balance.rehome(worker, orphans) {
+                tracing::error!(
+                    worker,
+                    "connections handed to this worker are closed unread"
+                );
+            }
             // Operations may still be in flight, and ring teardown is asynchronous: the kernel
             // could write into the buffers after they were freed. Leak them instead.
             let Worker { ring, bufs, .. } = w;
@@ -300,15 +311,15 @@ impl Worker {
         if !idle {
             return false;
         }
-        match self.args.balance.close_inbox(self.args.index) {
-            Ok(()) => true,
-            Err(conns) => {
-                for (s, fd) in conns {
-                    self.open_conn(s, fd);
-                }
-                false
-            }
+        // The inbox was closed when stopping began; anything that arrived before that is read.
+        let late = self.args.balance.take_inbox(self.args.index);
+        if late.is_empty() {
+            return true;
         }
+        for (s, fd) in late {
+            self.open_conn(s, fd);
+        }
+        false
     }
 
     fn wait_timeout(&self) -> Option<Duration> {
@@ -426,6 +437,10 @@ impl Worker {
             return;
         }
         self.stopping = true;
+        // No more hand-overs to a stopping worker; what is already here is read like the rest.
+        for (s, fd) in self.args.balance.close_inbox(self.args.index) {
+            self.open_conn(s, fd);
+        }
         for s in 0..self.accept_armed.len() {
             if self.accept_armed[s] {
                 self.cancel(ud(K_ACCEPT, 0, s as u32));
@@ -519,6 +534,8 @@ impl Worker {
             done: false,
             dirty: false,
             seen: true,
+            listed_parked: false,
+            listed_nobufs: false,
             more_pending: false,
         });
         if self.past_deadline {
@@ -561,7 +578,10 @@ impl Worker {
             slot.backlog.push_back(Chunk::Eof);
         } else if res == -libc::ENOBUFS {
             Counters::add(&self.args.counters.recv_out_of_buffers, 1);
-            self.nobufs.push(idx);
+            if !slot.listed_nobufs {
+                slot.listed_nobufs = true;
+                self.nobufs.push(idx);
+            }
         } else if res != -libc::ECANCELED {
             // ECONNRESET and friends: the peer is gone; what was read is kept.
             tracing::debug!(conn = slot.conn.meta.id, error = %io::Error::from_raw_os_error(-res), "recv ended");
@@ -619,12 +639,15 @@ impl Worker {
         if cancel_recv {
             slot.recv = Recv::Cancelling;
         }
-        let (gen, recv, done) = (slot.gen, slot.recv, slot.done);
+        let list_parked = parked && !slot.listed_parked;
+        slot.listed_parked |= list_parked;
+        let (gen, recv, done, waits_for_bufs) =
+            (slot.gen, slot.recv, slot.done, slot.listed_nobufs);
         if parked {
             if cancel_recv {
                 self.cancel(ud(K_RECV, gen, idx));
             }
-            if !self.parked.contains(&idx) {
+            if list_parked {
                 Counters::add(&self.args.counters.parked, 1);
                 self.parked.push(idx);
             }
@@ -633,7 +656,7 @@ impl Worker {
             if recv == Recv::Idle {
                 self.close(idx);
             }
-        } else if recv == Recv::Idle && !self.nobufs.contains(&idx) {
+        } else if recv == Recv::Idle && !waits_for_bufs {
             self.arm_recv(idx);
         }
     }
@@ -654,17 +677,25 @@ impl Worker {
         }
     }
 
+    /// Offer every parked connection's batch again (those still refused park again).
+    fn retry_parked(&mut self) {
+        for idx in std::mem::take(&mut self.parked) {
+            if let Some(slot) = self.slots[idx as usize].as_mut() {
+                slot.listed_parked = false;
+            }
+            self.drain(idx);
+        }
+    }
+
     fn after_completions(&mut self) {
         // Retry parked connections.
-        if !self.parked.is_empty() {
-            let parked = std::mem::take(&mut self.parked);
-            for idx in parked {
-                self.drain(idx);
-            }
-        }
+        self.retry_parked();
         // Re-arm recvs that ran out of buffers, once buffers are back.
         if !self.nobufs.is_empty() && self.bufs.held < RING_BUFFERS as usize / 2 {
             for idx in std::mem::take(&mut self.nobufs) {
+                if let Some(slot) = self.slots[idx as usize].as_mut() {
+                    slot.listed_nobufs = false;
+                }
                 self.drain(idx);
             }
         }
@@ -705,19 +736,17 @@ impl Worker {
             if !open.is_empty() {
                 tracing::warn!(
                     worker = self.args.index,
-                    "shutdown_timeout reached with {} connections still open; ending them: {}",
+                    "shutdown_timeout reached with {} connections still open; ending them: {}{}",
                     open.len(),
-                    open.join(" ")
+                    open[..open.len().min(20)].join(" "),
+                    if open.len() > 20 { " …" } else { "" }
                 );
             }
             for slot in self.slots.iter().flatten() {
                 // Reading ends with EOF; the normal path flushes and closes.
                 let _ = rustix::net::shutdown(&slot.fd, rustix::net::Shutdown::Read);
             }
-            let parked = std::mem::take(&mut self.parked);
-            for idx in parked {
-                self.drain(idx);
-            }
+            self.retry_parked();
         }
         if now >= self.next_sweep {
             self.next_sweep = now + STALL_SWEEP;
