@@ -24,13 +24,14 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 mod bufring;
+mod stop;
 
 use super::balance::Balance;
 use super::{Shutdown, SourceRt};
@@ -301,27 +302,6 @@ impl Worker {
         }
     }
 
-    /// Done when no connection is left and nothing is in flight; then the inbox is closed,
-    /// unless a connection was handed over meanwhile, which is taken in and read first.
-    fn try_finish(&mut self) -> bool {
-        let idle = self.slots.iter().all(Option::is_none)
-            && (self.past_deadline || self.accept_retry_at.iter().all(Option::is_none))
-            && !self.accept_armed.iter().any(|a| *a)
-            && !self.wake_armed;
-        if !idle {
-            return false;
-        }
-        // The inbox was closed when stopping began; anything that arrived before that is read.
-        let late = self.args.balance.take_inbox(self.args.index);
-        if late.is_empty() {
-            return true;
-        }
-        for (s, fd) in late {
-            self.open_conn(s, fd);
-        }
-        false
-    }
-
     fn wait_timeout(&self) -> Option<Duration> {
         let mut t: Option<Duration> = None;
         let mut min = |d: Duration| t = Some(t.map_or(d, |x| x.min(d)));
@@ -429,51 +409,6 @@ impl Worker {
                 }
             }
             _ => {}
-        }
-    }
-
-    fn begin_stop(&mut self) {
-        if self.stopping {
-            return;
-        }
-        self.stopping = true;
-        // No more hand-overs to a stopping worker; what is already here is read like the rest.
-        for (s, fd) in self.args.balance.close_inbox(self.args.index) {
-            self.open_conn(s, fd);
-        }
-        for s in 0..self.accept_armed.len() {
-            if self.accept_armed[s] {
-                self.cancel(ud(K_ACCEPT, 0, s as u32));
-            }
-            self.drain_queue(s);
-        }
-    }
-
-    /// While stopping: the socket path is gone, so no client can join the listener's queue any
-    /// more; take in the ones already in it (the listener is non-blocking) to read what they
-    /// wrote. Out of descriptors (EMFILE), try again after a backoff, until the deadline.
-    fn drain_queue(&mut self, s: usize) {
-        // SAFETY: the listener is owned by the gateway's BoundSocket, which outlives every
-        // worker (it is dropped only after the workers have been joined).
-        let listener = unsafe { BorrowedFd::borrow_raw(self.args.sources[s].listener_fd) };
-        loop {
-            match rustix::net::accept_with(listener, rustix::net::SocketFlags::CLOEXEC) {
-                Ok(fd) => {
-                    self.args.balance.keep(self.args.index);
-                    self.open_conn(s, fd);
-                }
-                Err(rustix::io::Errno::AGAIN) => return,
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => {
-                    Counters::add(&self.args.counters.accept_errors, 1);
-                    if !self.past_deadline {
-                        tracing::warn!(source = %self.args.sources[s].cfg.name, error = %e,
-                            "accepting queued connections at shutdown failed; retrying");
-                        self.accept_retry_at[s] = Some(Instant::now() + ACCEPT_BACKOFF);
-                    }
-                    return;
-                }
-            }
         }
     }
 
@@ -713,41 +648,7 @@ impl Worker {
                 }
             }
         }
-        if self.stopping
-            && !self.past_deadline
-            && self.args.shutdown.deadline().is_some_and(|d| d <= now)
-        {
-            self.past_deadline = true;
-            let open: Vec<String> = self
-                .slots
-                .iter()
-                .flatten()
-                .map(|s| {
-                    format!(
-                        "{}:{:?}{}{}{}",
-                        s.conn.meta.id,
-                        s.recv,
-                        if s.parked.is_some() { ",parked" } else { "" },
-                        if s.done { ",done" } else { "" },
-                        if s.backlog.is_empty() { "" } else { ",backlog" }
-                    )
-                })
-                .collect();
-            if !open.is_empty() {
-                tracing::warn!(
-                    worker = self.args.index,
-                    "shutdown_timeout reached with {} connections still open; ending them: {}{}",
-                    open.len(),
-                    open[..open.len().min(20)].join(" "),
-                    if open.len() > 20 { " …" } else { "" }
-                );
-            }
-            for slot in self.slots.iter().flatten() {
-                // Reading ends with EOF; the normal path flushes and closes.
-                let _ = rustix::net::shutdown(&slot.fd, rustix::net::Shutdown::Read);
-            }
-            self.retry_parked();
-        }
+        self.on_deadline(now);
         if now >= self.next_sweep {
             self.next_sweep = now + STALL_SWEEP;
             self.sweep();
