@@ -303,18 +303,8 @@ fn emit_incomplete_false_epoll() {
 }
 
 fn emit_incomplete_false(mode: &str) {
-    let config = standard_config(mode).replace(
-        r#"path = "{dir}/in.sock""#,
-        "path = \"{dir}/in.sock\"\npreprocessors = [{ name = \"separate\", config = { emit_incomplete = false } }]",
-    );
-    let mut gw = Gateway::start(&config);
-    let file = gw.path("payload.bin");
-    std::fs::write(&file, b"{\"a\":1}\n{\"b\":2}").unwrap();
-    Client::produce(
-        gw.socket(),
-        &["--file", file.to_str().unwrap(), "--writes", "tiny"],
-    )
-    .finish();
+    let mut gw = Gateway::start(&framing_config(mode, "emit_incomplete = false"));
+    send_tiny(&gw, b"{\"a\":1}\n{\"b\":2}");
     let summary = gw.stop();
 
     assert_eq!(read_lines(&gw.path("out.ndjson")), [br#"{"a":1}"#.to_vec()]);
@@ -357,18 +347,8 @@ fn custom_separator_epoll() {
 }
 
 fn custom_separator(mode: &str) {
-    let config = standard_config(mode).replace(
-        r#"path = "{dir}/in.sock""#,
-        "path = \"{dir}/in.sock\"\npreprocessors = [{ name = \"separate\", config = { separator = \";\" } }]",
-    );
-    let mut gw = Gateway::start(&config);
-    let file = gw.path("payload.bin");
-    std::fs::write(&file, b"{\"a\":1};{\"b\":\"x\\ny\"};;{\"c\":3};").unwrap();
-    Client::produce(
-        gw.socket(),
-        &["--file", file.to_str().unwrap(), "--writes", "tiny"],
-    )
-    .finish();
+    let mut gw = Gateway::start(&framing_config(mode, "separator = \";\""));
+    send_tiny(&gw, b"{\"a\":1};{\"b\":\"x\\ny\"};;{\"c\":3};");
     let summary = gw.stop();
 
     // Sink lines are still "\n"-separated; the events themselves are the raw bytes.
@@ -398,16 +378,11 @@ fn custom_separator(mode: &str) {
 #[test]
 fn json_spanning_lines_with_custom_separator() {
     for mode in MODES {
-        let config = standard_config(mode).replace(
-            r#"path = "{dir}/in.sock""#,
-            "path = \"{dir}/in.sock\"\npreprocessors = [{ name = \"separate\", config = { separator = \";\" } }]",
+        let mut gw = Gateway::start(&framing_config(mode, "separator = \";\""));
+        send_tiny(
+            &gw,
+            b"{\n  \"a\": \"x\\ny\",\r\n  \"b\": [1,\n2]\n};{\"c\":3};",
         );
-        let mut gw = Gateway::start(&config);
-        let mut c = std::os::unix::net::UnixStream::connect(gw.socket()).unwrap();
-        use std::io::Write;
-        c.write_all(b"{\n  \"a\": \"x\\ny\",\r\n  \"b\": [1,\n2]\n};{\"c\":3};")
-            .unwrap();
-        drop(c);
         let summary = gw.stop();
         assert_eq!(summary.events_out, 2, "{mode}: {summary:?}");
         let out = std::fs::read_to_string(gw.path("out.ndjson")).unwrap();

@@ -534,3 +534,25 @@ pub fn finish_and_check_exact(
         }
     );
 }
+
+/// [`standard_config`] with the source's `separate` preprocessor configured, e.g.
+/// `framing_config("uring", "separator = \";\"")`.
+pub fn framing_config(mode: &str, separate: &str) -> String {
+    standard_config(mode).replace(
+        r#"path = "{dir}/in.sock""#,
+        &format!(
+            "path = \"{{dir}}/in.sock\"\npreprocessors = [{{ name = \"separate\", config = {{ {separate} }} }}]"
+        ),
+    )
+}
+
+/// Sends `payload` over one connection in tiny writes (produce.py --file) and waits for it.
+pub fn send_tiny(gw: &Gateway, payload: &[u8]) {
+    let file = gw.path("payload.bin");
+    fs::write(&file, payload).unwrap();
+    Client::produce(
+        gw.socket(),
+        &["--file", file.to_str().unwrap(), "--writes", "tiny"],
+    )
+    .finish();
+}
