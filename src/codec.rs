@@ -202,6 +202,31 @@ fn describe(error: &ErrorType) -> &'static str {
     }
 }
 
+/// One reusable [`Decoder`] per codec: what a read loop (a worker thread) keeps.
+#[derive(Debug)]
+pub struct Decoders([Decoder; 3]);
+
+impl Default for Decoders {
+    fn default() -> Self {
+        Decoders([
+            Decoder::new(Codec::Json),
+            Decoder::new(Codec::String),
+            Decoder::new(Codec::Binary),
+        ])
+    }
+}
+
+impl Decoders {
+    /// The decoder for `codec`.
+    pub fn get(&mut self, codec: Codec) -> &mut Decoder {
+        &mut self.0[match codec {
+            Codec::Json => 0,
+            Codec::String => 1,
+            Codec::Binary => 2,
+        }]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

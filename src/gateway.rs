@@ -46,19 +46,13 @@ impl std::fmt::Display for Loop {
 }
 
 fn choose_loop(cfg: &Config) -> Result<Loop, Error> {
-    let buf = cfg
-        .sources
-        .iter()
-        .map(|SourceConfig::UnixSocketServer(u)| u.buf_size.get())
-        .max()
-        .unwrap_or(65536);
     match cfg.io_mode {
         IoMode::Epoll => Ok(Loop::Epoll),
         IoMode::Uring => {
-            uring::probe(buf)?;
+            uring::probe()?;
             Ok(Loop::Uring)
         }
-        IoMode::Auto => match uring::probe(buf) {
+        IoMode::Auto => match uring::probe() {
             Ok(()) => Ok(Loop::Uring),
             Err(e) => {
                 tracing::warn!("{e}; io_mode = \"auto\" runs on epoll instead (same pipeline)");

@@ -59,6 +59,17 @@ impl Counters {
         }
     }
 
+    /// A source accepted a connection.
+    pub fn connection_opened(&self) {
+        self.connections_accepted.fetch_add(1, Relaxed);
+        self.connections_active.fetch_add(1, Relaxed);
+    }
+
+    /// A connection a source had accepted is closed.
+    pub fn connection_closed(&self) {
+        self.connections_active.fetch_sub(1, Relaxed);
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             events_in: self.events_in.load(Relaxed),

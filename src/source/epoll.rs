@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use super::conn::{Conn, IngestCtx};
 use super::{Shutdown, SourceRt};
 use crate::channel::Sender;
-use crate::codec::{Codec, Decoder};
+use crate::codec::{Codec, Decoder, Decoders};
 use crate::config::ChannelConfig;
 use crate::telemetry::{Counters, RateLimit};
 
@@ -26,24 +26,14 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    static DECODERS: RefCell<Option<[Decoder; 3]>> = const { RefCell::new(None) };
+    static DECODERS: RefCell<Option<Decoders>> = const { RefCell::new(None) };
 }
 
 fn with_decoder<R>(codec: Codec, f: impl FnOnce(&mut Decoder) -> R) -> R {
     DECODERS.with(|d| {
-        let mut d = d.borrow_mut();
-        let decs = d.get_or_insert_with(|| {
-            [
-                Decoder::new(Codec::Json),
-                Decoder::new(Codec::String),
-                Decoder::new(Codec::Binary),
-            ]
-        });
-        f(match codec {
-            Codec::Json => &mut decs[0],
-            Codec::String => &mut decs[1],
-            Codec::Binary => &mut decs[2],
-        })
+        f(d.borrow_mut()
+            .get_or_insert_with(Decoders::default)
+            .get(codec))
     })
 }
 
@@ -131,9 +121,7 @@ struct ActiveGuard<'a>(&'a Counters);
 
 impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
-        self.0
-            .connections_active
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.connection_closed();
     }
 }
 
@@ -160,8 +148,7 @@ async fn connection(src: Arc<SourceRt>, stream: UnixStream, shared: Shared) {
         .ok()
         .map(|c| (c.pid().unwrap_or(0), c.uid(), c.gid()));
     let mut conn = Conn::new(src.conn_meta(cred));
-    Counters::add(&shared.counters.connections_accepted, 1);
-    Counters::add(&shared.counters.connections_active, 1);
+    shared.counters.connection_opened();
     let _active = ActiveGuard(&shared.counters);
     let ctx = IngestCtx {
         framing: &src.cfg.framing,

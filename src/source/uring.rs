@@ -36,7 +36,7 @@ mod stop;
 use super::balance::Balance;
 use super::{Shutdown, SourceRt};
 use crate::channel::{Offer, Sender};
-use crate::codec::Decoder;
+use crate::codec::Decoders;
 use crate::config::ChannelConfig;
 use crate::source::conn::{Conn, IngestCtx};
 use crate::telemetry::{Counters, RateLimit};
@@ -77,14 +77,14 @@ fn ud_parts(u: u64) -> (u64, u32, u32) {
 
 /// Can this process use io_uring as this loop needs it (ring, buffer ring, ext_arg)? Run once at
 /// start; `auto` falls back to epoll on `Err`.
-pub fn probe(buf_size: usize) -> Result<(), Error> {
+pub fn probe() -> Result<(), Error> {
     let ring = build_ring().map_err(Error::Unavailable)?;
     if !ring.params().is_feature_ext_arg() {
         return Err(Error::Unavailable(io::Error::other(
             "the kernel lacks IORING_FEAT_EXT_ARG (Linux 5.11+ needed, 6.0+ for multishot recv)",
         )));
     }
-    let bufs = BufRing::new(&ring, 8, buf_size.min(4096)).map_err(Error::Unavailable)?;
+    let bufs = BufRing::new(&ring, 8, 4096).map_err(Error::Unavailable)?;
     // The ring (which unregisters the buffer group) goes before the buffers.
     drop(ring);
     drop(bufs);
@@ -171,7 +171,7 @@ struct Worker {
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
     next_gen: u32,
-    decoders: [Decoder; 3],
+    decoders: Decoders,
     pending_sqes: Vec<squeue::Entry>,
     parked: Vec<u32>,
     dirty: Vec<u32>,
@@ -207,11 +207,7 @@ pub fn run_worker(args: WorkerArgs) -> Result<(), Error> {
         slots: Vec::new(),
         free: Vec::new(),
         next_gen: 1,
-        decoders: [
-            Decoder::new(crate::codec::Codec::Json),
-            Decoder::new(crate::codec::Codec::String),
-            Decoder::new(crate::codec::Codec::Binary),
-        ],
+        decoders: Decoders::default(),
         pending_sqes: Vec::new(),
         parked: Vec::new(),
         dirty: Vec::new(),
@@ -248,14 +244,6 @@ pub fn run_worker(args: WorkerArgs) -> Result<(), Error> {
             std::mem::forget(bufs);
             Err(ring_err("waiting for completions", e))
         }
-    }
-}
-
-fn decoder_index(c: crate::codec::Codec) -> usize {
-    match c {
-        crate::codec::Codec::Json => 0,
-        crate::codec::Codec::String => 1,
-        crate::codec::Codec::Binary => 2,
     }
 }
 
@@ -450,8 +438,7 @@ impl Worker {
             .ok()
             .map(|c| (c.pid.as_raw_nonzero().get(), c.uid.as_raw(), c.gid.as_raw()));
         let meta = src.conn_meta(cred);
-        Counters::add(&self.args.counters.connections_accepted, 1);
-        Counters::add(&self.args.counters.connections_active, 1);
+        self.args.counters.connection_opened();
         let idx = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
             (self.slots.len() - 1) as u32
@@ -538,7 +525,7 @@ impl Worker {
             channel: &self.args.channel,
             counters: &self.args.counters,
         };
-        let dec = &mut self.decoders[decoder_index(src.cfg.codec)];
+        let dec = self.decoders.get(src.cfg.codec);
         loop {
             if let Some(b) = slot.parked.take() {
                 match offer(&self.args.sender, b, past_deadline) {
@@ -602,10 +589,7 @@ impl Worker {
             if let Some(b) = slot.conn.take_batch(&self.args.counters) {
                 let _ = self.args.sender.send_blocking(b);
             }
-            self.args
-                .counters
-                .connections_active
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            self.args.counters.connection_closed();
             self.args.balance.closed(self.args.index);
             drop(slot.fd);
             self.free.push(idx);
