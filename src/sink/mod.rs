@@ -96,16 +96,14 @@ fn run(
     let mut pending_bytes = 0usize;
     loop {
         let batch = rx.blocking_recv();
-        if let Some(batch) = batch.as_ref() {
-            for s in sinks.iter_mut().filter(|s| !s.passthrough) {
-                s.encode(batch);
-            }
-            if !batch.dead.is_empty() {
-                dead.encode_dead(batch);
-            }
-        }
         let closed = batch.is_none();
         if let Some(b) = batch {
+            for s in sinks.iter_mut().filter(|s| !s.passthrough) {
+                s.encode(&b);
+            }
+            if !b.dead.is_empty() {
+                dead.encode_dead(&b);
+            }
             pending_bytes += b.data.len();
             pending.push(b);
         }
