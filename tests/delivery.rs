@@ -63,33 +63,7 @@ fn exact_delivery(mode: &str) {
             ],
         ));
     }
-    for client in clients {
-        client.finish();
-    }
-
-    let summary = gw.stop();
-
-    let mut check = SeqChecker::new(PAD);
-    for line in read_lines(&gw.path("out.ndjson")) {
-        check.push(&line);
-    }
-    for c in 0..conns {
-        assert_eq!(
-            check.counts().get(&c).copied().unwrap_or(0),
-            count(c),
-            "events of connection {c}"
-        );
-    }
-    assert_eq!(check.lines, EVENTS);
-    assert_eq!(
-        summary,
-        Summary {
-            events_in: EVENTS,
-            events_out: EVENTS,
-            dead_lettered: 0,
-            dropped: 0
-        }
-    );
+    finish_and_check_exact(&mut gw, clients, 0..conns, count);
     assert_eq!(
         read_lines(&gw.path("dead.ndjson")).len(),
         0,
@@ -607,7 +581,7 @@ fn small_buffers(mode: &str) {
             )
         })
         .collect();
-    finish_and_check_exact(&mut gw, clients, 0..4, 5000);
+    finish_and_check_exact(&mut gw, clients, 0..4, |_| 5000);
 }
 
 // ---------------------------------------------------------------------------------
@@ -645,5 +619,5 @@ fn many_connections(mode: &str) {
             )
         })
         .collect();
-    finish_and_check_exact(&mut gw, clients, 0..600, 200);
+    finish_and_check_exact(&mut gw, clients, 0..600, |_| 200);
 }

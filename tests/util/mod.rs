@@ -504,13 +504,14 @@ pub fn is_root() -> bool {
 }
 
 /// Waits for `clients`, stops the gateway, and asserts that the file sink `out.ndjson` holds,
-/// for each connection in `conns`, exactly its events 0..per_conn in order (see [`SeqChecker`]),
-/// and that the summary says the same with no dead letters and no drops.
+/// for each connection in `conns`, exactly its events `0..count(c)` in order (see
+/// [`SeqChecker`]) and nothing else, and that the summary says the same with no dead letters
+/// and no drops.
 pub fn finish_and_check_exact(
     gw: &mut Gateway,
     clients: Vec<Client>,
     conns: std::ops::Range<u64>,
-    per_conn: u64,
+    count: impl Fn(u64) -> u64,
 ) {
     for client in clients {
         client.finish();
@@ -520,10 +521,15 @@ pub fn finish_and_check_exact(
     for line in read_lines(&gw.path("out.ndjson")) {
         check.push(&line);
     }
-    let total = (conns.end - conns.start) * per_conn;
+    let total: u64 = conns.clone().map(&count).sum();
     for c in conns {
-        assert_eq!(check.counts().get(&c), Some(&per_conn), "connection {c}");
+        assert_eq!(
+            check.counts().get(&c).copied().unwrap_or(0),
+            count(c),
+            "events of connection {c}"
+        );
     }
+    assert_eq!(check.lines, total);
     assert_eq!(
         summary,
         Summary {
