@@ -40,6 +40,8 @@ pub struct SourceMeta {
     /// The socket path, as configured.
     pub path: String,
     pub codec: Codec,
+    /// `[telemetry] latency_field`: events' stamps are read into [`Batch::stamps`].
+    pub latency_field: Option<String>,
 }
 
 /// A line that could not become an event, with the bytes to show for it.
@@ -68,6 +70,10 @@ pub struct Batch {
     /// End offset in `data` of each event (its `b'\n'` excluded); the next one starts one byte later.
     pub ends: Vec<u32>,
     pub dead: Vec<DeadLetter>,
+    /// `CLOCK_MONOTONIC` ns when the batch was opened: the receive completion of its first bytes.
+    pub born: u64,
+    /// With `latency_field` configured, each event's stamp (or `NO_STAMP`); else empty.
+    pub stamps: Vec<u64>,
 }
 
 impl Batch {
@@ -77,6 +83,8 @@ impl Batch {
             data: Vec::with_capacity(bytes_hint),
             ends: Vec::new(),
             dead: Vec::new(),
+            born: crate::telemetry::mono_ns(),
+            stamps: Vec::new(),
         }
     }
 

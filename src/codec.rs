@@ -29,7 +29,10 @@
 //! **Not here:** splitting lines (`framing`), parsing into a value or
 //! re-serialising (lines go to sinks as the bytes that arrived), schema checks.
 
-use simd_json::{Buffers, ErrorType, Tape, INPUT_PADDING};
+use simd_json::tape::Node;
+use simd_json::{Buffers, ErrorType, StaticNode, Tape, INPUT_PADDING};
+
+use crate::telemetry::hist::NO_STAMP;
 
 /// How the lines of a source are validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +139,26 @@ impl Decoder {
         }
     }
 
+    /// As [`Decoder::check`], and also returns the value of the top-level integer field
+    /// `field` (the event's send time, for the latency histogram), or
+    /// [`crate::telemetry::hist::NO_STAMP`] if the line is not an object with such a field
+    /// holding a non-negative integer. Codecs other than json never carry a stamp.
+    ///
+    /// # Errors
+    ///
+    /// As [`Decoder::check`].
+    pub fn check_stamped(&mut self, line: &[u8], field: &str) -> Result<u64, Error> {
+        match self.codec {
+            Codec::Json => self.parse_json(line, Some(field)),
+            _ => self.check(line).map(|()| NO_STAMP),
+        }
+    }
+
     fn check_json(&mut self, line: &[u8]) -> Result<(), Error> {
+        self.parse_json(line, None).map(|_| ())
+    }
+
+    fn parse_json(&mut self, line: &[u8], field: Option<&str>) -> Result<u64, Error> {
         let len = line.len();
         self.scratch.clear();
         self.scratch.extend_from_slice(line);
@@ -147,9 +169,40 @@ impl Decoder {
         let mut tape = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
         let parsed =
             simd_json::fill_tape_padded(&mut self.scratch, len, &mut self.buffers, &mut tape);
+        let stamp = match (&parsed, field) {
+            (Ok(()), Some(f)) => top_level_uint(&tape.0, f),
+            _ => NO_STAMP,
+        };
         self.tape = tape.reset();
-        parsed.map_err(|e| json_error(&e, line))
+        parsed.map(|()| stamp).map_err(|e| json_error(&e, line))
     }
+}
+
+/// The value of `key` in a tape whose root is an object, if it is a non-negative integer.
+fn top_level_uint(tape: &[Node<'_>], key: &str) -> u64 {
+    let Some(Node::Object { len, .. }) = tape.first() else {
+        return NO_STAMP;
+    };
+    let mut i = 1;
+    for _ in 0..*len {
+        let is_key = matches!(tape.get(i), Some(Node::String(k)) if *k == key);
+        i += 1;
+        let Some(value) = tape.get(i) else {
+            return NO_STAMP;
+        };
+        if is_key {
+            return match value {
+                Node::Static(StaticNode::U64(v)) if *v != NO_STAMP => *v,
+                Node::Static(StaticNode::I64(v)) if *v >= 0 => *v as u64,
+                _ => NO_STAMP,
+            };
+        }
+        i += match value {
+            Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
+            _ => 1,
+        };
+    }
+    NO_STAMP
 }
 
 /// Turns a simd-json error into ours. Cold: only rejected lines get here.
@@ -239,6 +292,39 @@ mod tests {
         let mut doc = vec![b'['; depth];
         doc.extend(std::iter::repeat_n(b']', depth));
         doc
+    }
+
+    #[test]
+    fn stamps_are_read_from_top_level_integer_fields() {
+        let mut d = Decoder::new(Codec::Json);
+        let f = "sent_ns";
+        let cases: &[(&[u8], u64)] = &[
+            (br#"{"sent_ns":123,"msg":"x"}"#, 123),
+            (br#"{"a":{"sent_ns":1},"b":[1,{"c":2}],"sent_ns":77}"#, 77),
+            (
+                br#"{"msg":"x", "sent_ns" : 18446744073709551614 }"#,
+                18446744073709551614,
+            ),
+            (br#"{"a":{"sent_ns":1}}"#, NO_STAMP),
+            (br#"{"sent_ns":-5}"#, NO_STAMP),
+            (br#"{"sent_ns":1.5}"#, NO_STAMP),
+            (br#"{"sent_ns":"12"}"#, NO_STAMP),
+            (br#"{"sent\u005fns":9}"#, 9),
+            (br#"[{"sent_ns":1}]"#, NO_STAMP),
+            (br#"{}"#, NO_STAMP),
+            (b"42", NO_STAMP),
+        ];
+        for (line, want) in cases {
+            assert_eq!(
+                d.check_stamped(line, f),
+                Ok(*want),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        assert!(d.check_stamped(br#"{"sent_ns":1"#, f).is_err());
+        let mut s = Decoder::new(Codec::String);
+        assert_eq!(s.check_stamped(br#"{"sent_ns":1}"#, f), Ok(NO_STAMP));
     }
 
     #[test]

@@ -57,6 +57,16 @@ pub struct Config {
     pub sinks: Vec<SinkConfig>,
     pub channel: ChannelConfig,
     pub dead_letter: SinkConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`: the shutdown report and the event-latency stamp.
+#[derive(Debug, Clone, Default)]
+pub struct TelemetryConfig {
+    /// Where the shutdown report (`*.hgrm`, `report.json`) goes; none if unset.
+    pub report_dir: Option<PathBuf>,
+    /// A top-level integer field holding the event's `CLOCK_MONOTONIC` send time in ns.
+    pub latency_field: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -308,7 +318,21 @@ impl RawConfig {
         if channel.batch_max_bytes.get() > MAX_LEN {
             return Err(invalid("channel.batch_max_bytes", "at most 1 GiB"));
         }
+        let t = self.telemetry;
+        if t.report_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return Err(invalid("telemetry.report_dir", "must not be empty"));
+        }
+        if t.latency_field.as_ref().is_some_and(String::is_empty) {
+            return Err(invalid("telemetry.latency_field", "must not be empty"));
+        }
         Ok(Config {
+            telemetry: TelemetryConfig {
+                report_dir: t.report_dir,
+                latency_field: t.latency_field,
+            },
             io_mode: self.io_mode,
             workers,
             shutdown_timeout,

@@ -15,7 +15,7 @@ use crate::config::{Config, IoMode, SourceConfig};
 use crate::sink;
 use crate::source::balance::Balance;
 use crate::source::{epoll, unix, uring, Shutdown, SourceRt};
-use crate::telemetry::{Counters, Snapshot};
+use crate::telemetry::{report, Counters, Snapshot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -95,6 +95,14 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
             ))
         })
         .map_err(|e| Error::Runtime(format!("cannot install signal handlers: {e}")))?;
+    if let Some(dir) = &cfg.telemetry.report_dir {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::Runtime(format!(
+                "telemetry.report_dir {}: cannot create it: {e}",
+                dir.display()
+            ))
+        })?;
+    }
     let sockets = cfg
         .sources
         .iter()
@@ -115,7 +123,12 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
             .iter()
             .zip(&sockets)
             .map(|(SourceConfig::UnixSocketServer(u), s)| {
-                SourceRt::new(u.clone(), s, Arc::clone(&ids))
+                SourceRt::new(
+                    u.clone(),
+                    s,
+                    Arc::clone(&ids),
+                    cfg.telemetry.latency_field.clone(),
+                )
             })
             .collect(),
     );
@@ -184,6 +197,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
                     sources[i].cfg.clone(),
                     sock,
                     Arc::clone(&ids),
+                    cfg.telemetry.latency_field.clone(),
                 ));
                 let shared = shared.clone();
                 let fatal = fatal_tx.clone();
@@ -283,6 +297,24 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         drop(sockets);
     }
     runtime.shutdown_background();
+    let hist = counters.histograms();
+    if !hist.ingest_to_sink.is_empty() {
+        tracing::info!("latency: {}", hist.brief());
+    }
+    if let Some(dir) = &cfg.telemetry.report_dir {
+        let snapshot = counters.snapshot();
+        match report::write(
+            dir,
+            &snapshot,
+            &hist,
+            cfg.telemetry.latency_field.as_deref(),
+        ) {
+            Ok(files) => {
+                tracing::info!("report written: {} files in {}", files.len(), dir.display())
+            }
+            Err((path, e)) => tracing::error!("cannot write the report {}: {e}", path.display()),
+        }
+    }
     match fatal {
         Some(e) => Err(Error::Runtime(e)),
         None => Ok(Outcome {

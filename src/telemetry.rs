@@ -1,10 +1,19 @@
-//! Telemetry: the gateway's counters. Metric names live here and nowhere else.
+//! Telemetry: the gateway's counters and histograms. Metric names live here and nowhere else.
 //!
 //! Stage: beside every other stage. In: increments from sources (once per batch, never per event),
-//! the channel and the sink thread. Out: a [`Snapshot`] for the final summary line (and, later, the
-//! control socket). What it does not do: log per event, or lock: every counter is a relaxed atomic.
+//! the channel and the sink thread; histogram records from the sink thread (once per flush).
+//! Out: a [`Snapshot`] for the final summary line, and the shutdown report ([`report`]) in
+//! HdrHistogram's formats ([`hgrm`]). What it does not do: log per event. Counters are relaxed
+//! atomics; the histograms sit behind one mutex only the sink thread takes on the hot path.
+
+pub mod hgrm;
+pub mod hist;
+pub mod report;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+pub use hist::{mono_ns, Histograms};
 
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -32,10 +41,12 @@ pub struct Counters {
     pub parked: AtomicU64,
     /// io_uring: armed recvs that missed a wake-up (EOF or data) and were re-armed.
     pub recv_stalls_recovered: AtomicU64,
+    /// Latency and batch-size histograms (recorded by the sink thread).
+    pub histograms: Mutex<Histograms>,
 }
 
 /// A point-in-time copy of [`Counters`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Snapshot {
     pub events_in: u64,
     pub bytes_in: u64,
@@ -68,6 +79,14 @@ impl Counters {
     /// A connection a source had accepted is closed.
     pub fn connection_closed(&self) {
         self.connections_active.fetch_sub(1, Relaxed);
+    }
+
+    /// A copy of the histograms.
+    pub fn histograms(&self) -> Histograms {
+        self.histograms
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn snapshot(&self) -> Snapshot {

@@ -30,6 +30,15 @@ pub struct RawConfig {
     #[serde(default)]
     pub channel: RawChannel,
     pub dead_letter: Option<RawSink>,
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    pub report_dir: Option<std::path::PathBuf>,
+    pub latency_field: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

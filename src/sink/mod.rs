@@ -121,6 +121,7 @@ fn run(
             dead.flush(&[], &mut ctx);
             // events_out: written by every sink; lost_at_shutdown: missed by at least one.
             if complete {
+                record_latencies(&counters, &pending);
                 Counters::add(&counters.events_out, events);
             } else {
                 Counters::add(&counters.lost_at_shutdown, events);
@@ -136,6 +137,18 @@ fn run(
         if let Err(e) = s.out.sync() {
             tracing::warn!(sink = %s.out.name(), error = %e, "fsync failed at shutdown");
         }
+    }
+}
+
+/// The batches just written: their ingest-to-sink latency, sizes and event stamps.
+fn record_latencies(counters: &Counters, written: &[Batch]) {
+    let now = crate::telemetry::mono_ns();
+    let mut h = counters
+        .histograms
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for b in written {
+        h.record_batch(now, b.born, b.events() as u64, &b.stamps);
     }
 }
 

@@ -28,6 +28,8 @@ pub struct IngestCtx<'a> {
     pub framing: &'a FramingConfig,
     pub channel: &'a ChannelConfig,
     pub counters: &'a Counters,
+    /// `[telemetry] latency_field`, read from every event when set.
+    pub latency_field: Option<&'a str>,
 }
 
 impl Conn {
@@ -53,6 +55,7 @@ impl Conn {
             dec,
             events: &mut self.events,
             dead: &mut self.dead,
+            latency_field: ctx.latency_field,
             hint: ctx
                 .channel
                 .batch_max_bytes
@@ -74,6 +77,7 @@ impl Conn {
             dec,
             events: &mut self.events,
             dead: &mut self.dead,
+            latency_field: ctx.latency_field,
             hint: 4096,
             flatten,
         };
@@ -114,6 +118,7 @@ struct FrameSink<'a> {
     dec: &'a mut Decoder,
     events: &'a mut u64,
     dead: &'a mut u64,
+    latency_field: Option<&'a str>,
     hint: usize,
     flatten: bool,
 }
@@ -130,12 +135,19 @@ impl FrameSink<'_> {
     fn frame(&mut self, frame: Frame<'_>) {
         match frame {
             Frame::Line { bytes, line } | Frame::Truncated { bytes, line, .. } => {
-                match self.dec.check(bytes) {
-                    Ok(()) => {
+                let checked = match self.latency_field {
+                    None => self.dec.check(bytes).map(|()| None),
+                    Some(f) => self.dec.check_stamped(bytes, f).map(Some),
+                };
+                match checked {
+                    Ok(stamp) => {
                         let flatten = self.flatten;
                         let batch = self.batch();
                         let start = batch.data.len();
                         batch.push(bytes);
+                        if let Some(s) = stamp {
+                            batch.stamps.push(s);
+                        }
                         if flatten {
                             let end = start + bytes.len();
                             for b in &mut batch.data[start..end] {

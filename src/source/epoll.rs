@@ -154,6 +154,7 @@ async fn connection(src: Arc<SourceRt>, stream: UnixStream, shared: Shared) {
         framing: &src.cfg.framing,
         channel: &shared.channel,
         counters: &shared.counters,
+        latency_field: src.meta.latency_field.as_deref(),
     };
     let buf_size = src.cfg.buf_size.get();
     let past_deadline = async {

@@ -30,11 +30,17 @@ pub struct SourceRt {
 
 impl SourceRt {
     /// `socket` must outlive every worker that uses this source.
-    pub fn new(cfg: UnixServerConfig, socket: &unix::BoundSocket, ids: Arc<AtomicU64>) -> SourceRt {
+    pub fn new(
+        cfg: UnixServerConfig,
+        socket: &unix::BoundSocket,
+        ids: Arc<AtomicU64>,
+        latency_field: Option<String>,
+    ) -> SourceRt {
         let meta = Arc::new(SourceMeta {
             name: cfg.name.clone(),
             path: cfg.path.to_string_lossy().into_owned(),
             codec: cfg.codec,
+            latency_field,
         });
         SourceRt {
             listener_fd: socket.listener.as_raw_fd(),

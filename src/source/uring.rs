@@ -524,6 +524,7 @@ impl Worker {
             framing: &src.cfg.framing,
             channel: &self.args.channel,
             counters: &self.args.counters,
+            latency_field: src.meta.latency_field.as_deref(),
         };
         let dec = self.decoders.get(src.cfg.codec);
         loop {
