@@ -13,7 +13,7 @@ use crate::codec::Codec;
 use crate::framing::{FramingConfig, Oversized};
 
 mod raw;
-mod values;
+pub mod values;
 
 pub use raw::*;
 pub use values::{parse_duration, parse_permissions};

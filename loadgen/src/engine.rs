@@ -1,0 +1,484 @@
+//! The sending engine: connections spread over threads, each thread an epoll loop over
+//! non-blocking sockets.
+//!
+//! **Open loop** (`--rate R`): every connection has a constant schedule of writes (R/N events a
+//! second, `K` events a write, connections phase-shifted evenly). A write's *intended* time is
+//! fixed by the schedule, whatever happens; its events are stamped with it and every latency is
+//! measured from it. When the gateway stalls, the writes that fall due are still charged from
+//! their intended times, so a stall counts against every event it delayed (no coordinated
+//! omission, as in wrk2). **Closed loop** (`--rate max`): each connection writes the next `K`
+//! events as soon as the socket takes the previous ones; intended time = the time of writing.
+//!
+//! Latency, two ways: `send_lag` (intended time → the socket accepted the last byte: shows
+//! backpressure) always, and `roundtrip` (intended time → the reply line came back on the same
+//! connection; replies are matched in order) with `--roundtrip`. A stamp field for the gateway's
+//! own histogram is written by [`crate::payload`].
+
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use ringway::telemetry::mono_ns;
+use rustix::event::epoll;
+use rustix::io::Errno;
+use rustix::net::{RecvFlags, SendFlags};
+
+use crate::payload::Payload;
+
+/// Histogram bounds: 1 ns to one hour, three significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds")
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Limit {
+    Duration(Duration),
+    Count(u64),
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Events a second over all connections; `None` = closed loop, as fast as possible.
+    pub rate: Option<f64>,
+    pub limit: Limit,
+    pub warmup: Duration,
+    pub lines_per_write: usize,
+    pub roundtrip: bool,
+    pub drain_timeout: Duration,
+}
+
+/// Counters the progress line reads while the run goes on.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub sent: AtomicU64,
+    pub bytes: AtomicU64,
+    pub errors: AtomicU64,
+    pub replies: AtomicU64,
+    /// Set to stop early (Ctrl-C): threads stop scheduling and drain what they have.
+    pub stop: AtomicBool,
+}
+
+/// What one thread (and, merged, the whole run) did.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    /// Events whose bytes the socket accepted.
+    pub sent: u64,
+    pub bytes: u64,
+    /// Of those, the ones intended after the warm-up (they make the throughput and latencies).
+    pub measured: u64,
+    pub measured_bytes: u64,
+    /// When the last measured event was accepted (ns, CLOCK_MONOTONIC).
+    pub last_sent_at: u64,
+    /// Events that were due but never fully sent (their connection broke).
+    pub failed: u64,
+    pub replies: u64,
+    /// Reply lines beyond the events sent.
+    pub unexpected_replies: u64,
+    /// Events sent whose reply never came (roundtrip only).
+    pub missing_replies: u64,
+    pub errors: Vec<String>,
+    pub send_lag: Histogram<u64>,
+    pub roundtrip: Histogram<u64>,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            sent: 0,
+            bytes: 0,
+            measured: 0,
+            measured_bytes: 0,
+            last_sent_at: 0,
+            failed: 0,
+            replies: 0,
+            unexpected_replies: 0,
+            missing_replies: 0,
+            errors: Vec::new(),
+            send_lag: histogram(),
+            roundtrip: histogram(),
+        }
+    }
+
+    pub fn merge(mut self, o: Tally) -> Tally {
+        self.sent += o.sent;
+        self.bytes += o.bytes;
+        self.measured += o.measured;
+        self.measured_bytes += o.measured_bytes;
+        self.last_sent_at = self.last_sent_at.max(o.last_sent_at);
+        self.failed += o.failed;
+        self.replies += o.replies;
+        self.unexpected_replies += o.unexpected_replies;
+        self.missing_replies += o.missing_replies;
+        self.errors.extend(o.errors);
+        self.send_lag.add(&o.send_lag).expect("same bounds");
+        self.roundtrip.add(&o.roundtrip).expect("same bounds");
+        self
+    }
+}
+
+/// One write waiting to be accepted by the socket: where it ends in the stream, its intended
+/// time and its events.
+struct Pending {
+    end: u64,
+    intended: u64,
+    events: u32,
+}
+
+struct Conn {
+    fd: OwnedFd,
+    /// Global index (0..connections): in every event as `conn`.
+    id: u32,
+    /// Open loop: this connection's offset in the schedule.
+    phase: u64,
+    /// Writes generated so far (the next one's index).
+    writes: u64,
+    /// Events to send in all (count limit), else `u64::MAX`.
+    quota: u64,
+    /// Next event's sequence number (= events generated so far).
+    seq: u64,
+    out: Vec<u8>,
+    pos: usize,
+    /// Bytes generated / accepted by the socket since the start.
+    generated: u64,
+    accepted: u64,
+    /// Where the last fully accepted write ended.
+    done_end: u64,
+    pending: VecDeque<Pending>,
+    /// Roundtrip: (intended time, replies still due) per write, oldest first.
+    awaiting: VecDeque<(u64, u32)>,
+    blocked: bool,
+    dead: bool,
+}
+
+/// Shared, read-only parameters of a run.
+pub struct Ctx {
+    pub plan: Plan,
+    pub payload: Arc<Payload>,
+    pub live: Arc<Live>,
+    /// Start of the schedule (ns).
+    pub t0: u64,
+    pub connections: usize,
+}
+
+impl Ctx {
+    fn warmup_end(&self) -> u64 {
+        self.t0 + self.plan.warmup.as_nanos() as u64
+    }
+
+    /// No write is intended at or after this time (duration limit), else `u64::MAX`.
+    fn end(&self) -> u64 {
+        match self.plan.limit {
+            Limit::Duration(d) => self.warmup_end() + d.as_nanos() as u64,
+            Limit::Count(_) => u64::MAX,
+        }
+    }
+
+    /// Open loop: ns between two writes of one connection.
+    fn interval(&self) -> Option<f64> {
+        self.plan
+            .rate
+            .map(|r| self.plan.lines_per_write as f64 * self.connections as f64 / r * 1e9)
+    }
+}
+
+/// Run one thread's connections (`(global index, socket)`) to the end of the plan.
+pub fn run_thread(ctx: &Ctx, socks: Vec<(u32, OwnedFd)>) -> Tally {
+    let mut tally = Tally::new();
+    let ep = epoll::create(epoll::CreateFlags::CLOEXEC).expect("epoll_create");
+    let interval = ctx.interval();
+    let n = ctx.connections as u64;
+    let mut conns: Vec<Conn> = socks
+        .into_iter()
+        .enumerate()
+        .map(|(slot, (id, fd))| {
+            let flags = epoll::EventFlags::IN | epoll::EventFlags::OUT | epoll::EventFlags::ET;
+            epoll::add(&ep, &fd, epoll::EventData::new_u64(slot as u64), flags).expect("epoll_ctl");
+            let quota = match ctx.plan.limit {
+                Limit::Count(c) => c / n + u64::from(u64::from(id) < c % n),
+                Limit::Duration(_) => u64::MAX,
+            };
+            let phase = interval.map_or(0, |i| (i * f64::from(id) / n as f64) as u64);
+            Conn {
+                fd,
+                id,
+                phase,
+                writes: 0,
+                quota,
+                seq: 0,
+                out: Vec::with_capacity(64 * 1024),
+                pos: 0,
+                generated: 0,
+                accepted: 0,
+                done_end: 0,
+                pending: VecDeque::new(),
+                awaiting: VecDeque::new(),
+                blocked: false,
+                dead: false,
+            }
+        })
+        .collect();
+    // Timer slack decides how late an epoll timeout may fire: keep it at 1 µs.
+    let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
+    let mut events = Vec::with_capacity(256);
+    let mut rbuf = vec![0u8; 64 * 1024];
+    let (warm, end) = (ctx.warmup_end(), ctx.end());
+    let mut drain_deadline = None;
+    while mono_ns() < ctx.t0 {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    loop {
+        let now = mono_ns();
+        let stopping = ctx.live.stop.load(Relaxed);
+        let mut wake = u64::MAX;
+        let mut sending = false;
+        for c in conns.iter_mut().filter(|c| !c.dead) {
+            match interval {
+                Some(iv) => {
+                    // Generate what is due, up to 1 MiB ahead of the socket; the rest waits
+                    // with its intended times intact (they are computed, not queued).
+                    while c.seq < c.quota && c.out.len() - c.pos < 1 << 20 {
+                        let due = ctx.t0 + c.phase + (c.writes as f64 * iv) as u64;
+                        if due >= end || stopping {
+                            c.quota = c.seq;
+                            break;
+                        }
+                        if due > now {
+                            wake = wake.min(due);
+                            break;
+                        }
+                        c.generate(ctx, due, ctx.plan.roundtrip);
+                    }
+                    if !c.blocked && c.pos < c.out.len() {
+                        c.send(ctx, now, warm, &mut tally);
+                    }
+                }
+                None => {
+                    // As fast as the socket takes them, one write of K events at a time, at
+                    // most 16 writes per turn so that every connection gets its share.
+                    for _ in 0..16 {
+                        if c.blocked || c.dead {
+                            break;
+                        }
+                        if c.pos == c.out.len() {
+                            if now >= end || stopping {
+                                c.quota = c.seq;
+                            }
+                            if c.seq >= c.quota {
+                                break;
+                            }
+                            c.generate(ctx, mono_ns(), ctx.plan.roundtrip);
+                        }
+                        c.send(ctx, mono_ns(), warm, &mut tally);
+                    }
+                    if !c.blocked && !c.dead && c.seq < c.quota {
+                        wake = now;
+                    }
+                }
+            }
+            sending |= !c.dead && (c.seq < c.quota || c.pos < c.out.len());
+        }
+        let awaiting =
+            ctx.plan.roundtrip && conns.iter().any(|c| !c.dead && !c.awaiting.is_empty());
+        if !sending {
+            if !awaiting {
+                break;
+            }
+            let deadline = *drain_deadline
+                .get_or_insert_with(|| mono_ns() + ctx.plan.drain_timeout.as_nanos() as u64);
+            if mono_ns() >= deadline {
+                break;
+            }
+            wake = wake.min(deadline);
+        }
+        let timeout_ns = if wake == u64::MAX {
+            100_000_000
+        } else {
+            wake.saturating_sub(mono_ns()).min(100_000_000)
+        };
+        let ts = rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: timeout_ns as _,
+        };
+        events.clear();
+        match epoll::wait(&ep, rustix::buffer::spare_capacity(&mut events), Some(&ts)) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => panic!("epoll_wait: {e}"),
+        }
+        let now = mono_ns();
+        for ev in &events {
+            let (flags, data) = (ev.flags, ev.data);
+            let c = &mut conns[data.u64() as usize];
+            if c.dead {
+                continue;
+            }
+            if flags.contains(epoll::EventFlags::OUT) {
+                c.blocked = false;
+            }
+            if flags
+                .intersects(epoll::EventFlags::IN | epoll::EventFlags::HUP | epoll::EventFlags::ERR)
+            {
+                c.read(ctx, now, warm, &mut rbuf, &mut tally);
+            }
+        }
+    }
+    for c in &conns {
+        tally.missing_replies += c.awaiting.iter().map(|&(_, n)| u64::from(n)).sum::<u64>();
+        if !c.dead {
+            // Events generated and never accepted (only possible when stopped early).
+            tally.failed += c.pending.iter().map(|p| u64::from(p.events)).sum::<u64>();
+        }
+    }
+    tally
+}
+
+impl Conn {
+    /// Append the next write (up to K events) intended at `intended`.
+    fn generate(&mut self, ctx: &Ctx, intended: u64, roundtrip: bool) {
+        let k = (ctx.plan.lines_per_write as u64).min(self.quota - self.seq);
+        let before = self.out.len();
+        for _ in 0..k {
+            ctx.payload
+                .write(&mut self.out, self.id, self.seq, intended);
+            self.seq += 1;
+        }
+        self.generated += (self.out.len() - before) as u64;
+        self.writes += 1;
+        self.pending.push_back(Pending {
+            end: self.generated,
+            intended,
+            events: k as u32,
+        });
+        if roundtrip {
+            self.awaiting.push_back((intended, k as u32));
+        }
+    }
+
+    /// Write what is waiting until the socket would block.
+    fn send(&mut self, ctx: &Ctx, now: u64, warm: u64, t: &mut Tally) {
+        while self.pos < self.out.len() {
+            match rustix::net::send(&self.fd, &self.out[self.pos..], SendFlags::NOSIGNAL) {
+                Ok(n) => {
+                    self.pos += n;
+                    self.accepted += n as u64;
+                }
+                Err(Errno::AGAIN) => {
+                    self.blocked = true;
+                    break;
+                }
+                Err(Errno::INTR) => {}
+                Err(e) => {
+                    self.fail(ctx, t, format!("connection {}: write failed: {e}", self.id));
+                    return;
+                }
+            }
+        }
+        let (mut events, mut bytes) = (0u64, 0u64);
+        while let Some(p) = self.pending.front() {
+            if p.end > self.accepted {
+                break;
+            }
+            let len = p.end - self.done_end;
+            self.done_end = p.end;
+            events += u64::from(p.events);
+            bytes += len;
+            if p.intended >= warm {
+                t.measured += u64::from(p.events);
+                t.measured_bytes += len;
+                t.last_sent_at = now;
+                t.send_lag.saturating_record_n(
+                    now.saturating_sub(p.intended).max(1),
+                    u64::from(p.events),
+                );
+            }
+            self.pending.pop_front();
+        }
+        if self.pos == self.out.len() {
+            self.out.clear();
+            self.pos = 0;
+        } else if self.pos > 1 << 20 {
+            self.out.drain(..self.pos);
+            self.pos = 0;
+        }
+        t.sent += events;
+        t.bytes += bytes;
+        Live::add(&ctx.live.sent, events);
+        Live::add(&ctx.live.bytes, bytes);
+    }
+
+    /// Read replies until the socket would block; each line answers the oldest event.
+    fn read(&mut self, ctx: &Ctx, now: u64, warm: u64, buf: &mut [u8], t: &mut Tally) {
+        loop {
+            match rustix::net::recv(&self.fd, &mut *buf, RecvFlags::DONTWAIT) {
+                Ok((0, _)) => {
+                    let owed = self.seq < self.quota
+                        || self.pos < self.out.len()
+                        || !self.awaiting.is_empty();
+                    if owed {
+                        self.fail(
+                            ctx,
+                            t,
+                            format!("connection {}: closed by the peer", self.id),
+                        );
+                    } else {
+                        self.dead = true;
+                    }
+                    return;
+                }
+                Ok((n, _)) => {
+                    let lines = memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+                    t.replies += lines;
+                    Live::add(&ctx.live.replies, lines);
+                    for _ in 0..lines {
+                        match self.awaiting.front_mut() {
+                            Some((intended, left)) => {
+                                if *intended >= warm {
+                                    t.roundtrip
+                                        .saturating_record(now.saturating_sub(*intended).max(1));
+                                }
+                                *left -= 1;
+                                if *left == 0 {
+                                    self.awaiting.pop_front();
+                                }
+                            }
+                            None => t.unexpected_replies += 1,
+                        }
+                    }
+                }
+                Err(Errno::AGAIN) => return,
+                Err(Errno::INTR) => {}
+                Err(e) => {
+                    self.fail(ctx, t, format!("connection {}: read failed: {e}", self.id));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The connection is unusable: count what it will never send.
+    fn fail(&mut self, ctx: &Ctx, t: &mut Tally, why: String) {
+        self.dead = true;
+        let unsent: u64 = self.pending.iter().map(|p| u64::from(p.events)).sum();
+        let never = if self.quota == u64::MAX {
+            0
+        } else {
+            self.quota - self.seq
+        };
+        t.failed += unsent + never;
+        self.pending.clear();
+        Live::add(&ctx.live.errors, 1);
+        if t.errors.len() < 20 {
+            t.errors.push(why);
+        }
+    }
+}
+
+impl Live {
+    fn add(c: &AtomicU64, n: u64) {
+        if n > 0 {
+            c.fetch_add(n, Relaxed);
+        }
+    }
+}

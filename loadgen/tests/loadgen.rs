@@ -1,0 +1,594 @@
+//! loadgen against real peers: the ringway binary, and a Python echo server that can stall,
+//! drop lines or vanish. Run through `tests/run` (`cargo test --workspace`), which builds both.
+
+use std::io::{BufRead as _, BufReader};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn loadgen() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_loadgen"))
+}
+
+fn ringway_bin() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_loadgen")).with_file_name("ringway");
+    assert!(
+        p.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (tests/run)",
+        p.display()
+    );
+    p
+}
+
+/// A peer process listening on `socket`; killed on drop.
+struct Peer {
+    child: Child,
+    socket: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Peer {
+    fn wait_listening(mut self) -> Peer {
+        let start = Instant::now();
+        while UnixStream::connect(&self.socket).is_err() {
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "peer exited: {}",
+                self.log()
+            );
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "peer not listening"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// SIGTERM, wait, and return stderr (ringway's ends with its summary line).
+    fn stop(mut self) -> String {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        let start = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "peer did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.log()
+    }
+}
+
+fn ringway(dir: &Path, extra: &str) -> Peer {
+    let socket = dir.join("rw.sock");
+    let cfg = format!(
+        "io_mode = \"auto\"\nworkers = 2\n\n[[sources]]\ntype = \"unix_socket_server\"\nname = \"in\"\npath = \"{}\"\n\n[[sinks]]\ntype = \"file\"\npath = \"{}\"\n{extra}",
+        socket.display(),
+        dir.join("out.ndjson").display()
+    );
+    std::fs::write(dir.join("rw.toml"), cfg).unwrap();
+    let stderr = dir.join("rw.stderr");
+    let child = Command::new(ringway_bin())
+        .args(["run", "--config"])
+        .arg(dir.join("rw.toml"))
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    Peer {
+        child,
+        socket,
+        stderr,
+    }
+    .wait_listening()
+}
+
+fn echo(dir: &Path, args: &[&str]) -> Peer {
+    let socket = dir.join("echo.sock");
+    let stderr = dir.join("echo.stderr");
+    let child = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/echo.py"))
+        .arg(&socket)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    Peer {
+        child,
+        socket,
+        stderr,
+    }
+    .wait_listening()
+}
+
+fn run(args: &[&str]) -> (Output, String) {
+    let out = loadgen().args(args).stdin(Stdio::null()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stderr)
+}
+
+fn target(p: &Peer) -> String {
+    format!("unix:{}", p.socket.display())
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn summary_count(log: &str, key: &str) -> u64 {
+    let at = log
+        .rfind(key)
+        .unwrap_or_else(|| panic!("no {key} in:\n{log}"))
+        + key.len();
+    log[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The hgrm rows (value, percentile, total count) and the footer's total count.
+fn hgrm(path: &Path) -> (Vec<(f64, f64, u64)>, u64) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut rows = vec![];
+    let mut total = 0;
+    for l in text.lines().skip(1) {
+        if let Some(rest) = l.strip_prefix("#[Max") {
+            total = rest
+                .rsplit('=')
+                .next()
+                .unwrap()
+                .trim()
+                .trim_end_matches(']')
+                .parse()
+                .unwrap();
+        } else if !l.trim().is_empty() && !l.starts_with('#') {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            rows.push((
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            ));
+        }
+    }
+    (rows, total)
+}
+
+#[test]
+fn count_mode_delivers_every_event_in_order_to_ringway() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = ringway(dir.path(), "");
+    let j = dir.path().join("run.json");
+    let (out, err) = run(&[
+        "--target",
+        &target(&gw),
+        "--count",
+        "20000",
+        "-c",
+        "8",
+        "-k",
+        "16",
+        "--json",
+        j.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("sent        20000 events"), "{err}");
+    let log = gw.stop();
+    assert_eq!(summary_count(&log, "events_in="), 20000, "{log}");
+    assert_eq!(summary_count(&log, "events_out="), 20000, "{log}");
+    // Every event is valid JSON of 150–250 bytes; each connection's seqs arrive 0, 1, 2, …
+    let mut next = [0u64; 8];
+    let f = std::fs::File::open(dir.path().join("out.ndjson")).unwrap();
+    for line in BufReader::new(f).lines() {
+        let line = line.unwrap();
+        assert!(
+            (149..=249).contains(&line.len()),
+            "{} bytes: {line}",
+            line.len()
+        );
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let c = v["conn"].as_u64().unwrap() as usize;
+        assert_eq!(v["seq"], next[c], "connection {c} out of order");
+        next[c] += 1;
+    }
+    assert_eq!(next, [2500; 8]);
+    let r = json(&j);
+    assert_eq!(r["sent"], 20000);
+    assert_eq!(r["failed"], 0);
+    assert_eq!(r["mode"], "closed");
+    assert!(r["throughput_events_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(r["latency"]["send_lag"]["count"], 20000);
+}
+
+#[test]
+fn open_loop_keeps_its_schedule_and_writes_hgrm_json_and_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = ringway(dir.path(), "");
+    let (h, j, svg) = (
+        dir.path().join("l.hgrm"),
+        dir.path().join("l.json"),
+        dir.path().join("l.svg"),
+    );
+    let (out, err) = run(&[
+        "--target",
+        &target(&gw),
+        "--rate",
+        "5k",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "-c",
+        "4",
+        "--hgrm",
+        h.to_str().unwrap(),
+        "--json",
+        j.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{err}");
+    let r = json(&j);
+    // 1.2 s of schedule at 5,000 events/s; 1 s of it measured.
+    let sent = r["sent"].as_u64().unwrap();
+    assert!((5900..=6000).contains(&sent), "sent {sent}");
+    let measured = r["measured_events"].as_u64().unwrap();
+    assert!((4950..=5000).contains(&measured), "measured {measured}");
+    let rate = r["throughput_events_per_s"].as_f64().unwrap();
+    assert!((rate - 5000.0).abs() < 250.0, "throughput {rate}");
+    assert_eq!(r["mode"], "open");
+    let (rows, total) = hgrm(&h);
+    assert_eq!(total, measured);
+    assert_eq!(rows.last().unwrap().2, measured);
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    let log = gw.stop();
+    assert_eq!(summary_count(&log, "events_in="), sent, "{log}");
+}
+
+#[test]
+fn roundtrip_latency_against_an_echo_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = echo(dir.path(), &[]);
+    let j = dir.path().join("r.json");
+    let (out, err) = run(&[
+        "--target",
+        &target(&peer),
+        "--count",
+        "5000",
+        "-c",
+        "4",
+        "-k",
+        "8",
+        "--roundtrip",
+        "--json",
+        j.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{err}");
+    let r = json(&j);
+    assert_eq!(r["replies"], 5000);
+    assert_eq!(r["missing_replies"], 0);
+    assert_eq!(r["latency"]["roundtrip"]["count"], 5000);
+    assert!(err.contains("roundtrip   p50"), "{err}");
+}
+
+/// A 500 ms stall at a 2,000 events/s schedule delays ~1,000 events: charged from their
+/// intended send times, they fill the top of the distribution (no coordinated omission).
+#[test]
+fn a_stall_is_charged_to_every_event_it_delayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = echo(dir.path(), &["--stall-after", "1000", "--stall-ms", "500"]);
+    let j = dir.path().join("co.json");
+    let (out, err) = run(&[
+        "--target",
+        &target(&peer),
+        "--rate",
+        "2000",
+        "--duration",
+        "2s",
+        "-c",
+        "1",
+        "--roundtrip",
+        "--json",
+        j.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{err}");
+    let r = json(&j);
+    let rt = &r["latency"]["roundtrip"];
+    assert_eq!(rt["count"], 4000, "{rt}");
+    let p = |k: &str| rt["percentiles"][k].as_f64().unwrap();
+    assert!(p("p100") >= 450.0, "max {}", p("p100"));
+    // ~25% of the events waited behind the stall: p90 is deep inside it, p50 is not.
+    assert!(
+        p("p90") >= 150.0,
+        "p90 {} ms: the stall was not charged to the delayed events",
+        p("p90")
+    );
+    assert!(p("p50") < 50.0, "p50 {}", p("p50"));
+}
+
+#[test]
+fn lost_replies_make_the_run_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = echo(dir.path(), &["--drop-every", "100"]);
+    let (out, err) = run(&[
+        "--target",
+        &target(&peer),
+        "--count",
+        "2000",
+        "-c",
+        "2",
+        "--roundtrip",
+        "--drain-timeout",
+        "1s",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("LOST        20 events"), "{err}");
+}
+
+#[test]
+fn a_peer_that_vanishes_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = echo(dir.path(), &["--close-after", "100"]);
+    let (out, err) = run(&[
+        "--target",
+        &target(&peer),
+        "--rate",
+        "2000",
+        "--duration",
+        "2s",
+        "-c",
+        "2",
+        "--roundtrip",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("closed by the peer") || err.contains("write failed"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unreachable_targets_and_bad_options_are_clear_errors() {
+    let (out, err) = run(&["--target", "unix:/nonexistent/x.sock", "--count", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err.contains("cannot connect to unix:/nonexistent/x.sock (is the gateway running?)"),
+        "{err}"
+    );
+    let (out, err) = run(&["--count", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("--target is required"), "{err}");
+    let (out, err) = run(&["--target", "ws://h:1", "--count", "1"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(err.contains("not supported yet"), "{err}");
+    let (out, err) = run(&["--target", "unix:/x", "--rate", "fast"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(err.contains("\"max\""), "{err}");
+}
+
+#[test]
+fn stamps_feed_the_gateways_latency_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report");
+    let gw = ringway(
+        dir.path(),
+        &format!(
+            "\n[telemetry]\nreport_dir = \"{}\"\nlatency_field = \"sent_ns\"\n",
+            report.display()
+        ),
+    );
+    let j = dir.path().join("s.json");
+    let (out, err) = run(&[
+        "--target",
+        &target(&gw),
+        "--rate",
+        "4000",
+        "--duration",
+        "1s",
+        "-c",
+        "4",
+        "--stamp",
+        "--json",
+        j.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{err}");
+    let sent = json(&j)["sent"].as_u64().unwrap();
+    gw.stop();
+    let r = json(&report.join("report.json"));
+    assert_eq!(r["histograms"]["event_latency"]["count"], sent);
+    assert_eq!(r["unstamped_events"], 0);
+    // At 4,000 events/s on an idle gateway, events reach the sink within a second.
+    let p99 = r["histograms"]["event_latency"]["percentiles"]["p99"]
+        .as_f64()
+        .unwrap();
+    assert!(p99 > 0.0 && p99 < 1000.0, "p99 {p99} ms");
+    let (_, total) = hgrm(&report.join("event_latency.hgrm"));
+    assert_eq!(total, sent);
+}
+
+#[test]
+fn replayed_payload_and_exact_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = ringway(dir.path(), "");
+    let payload = dir.path().join("p.ndjson");
+    std::fs::write(&payload, "{\"a\":1}\n{\"b\":[1,2]}\n").unwrap();
+    let (out, err) = run(&[
+        "--target",
+        &target(&gw),
+        "--count",
+        "10",
+        "-c",
+        "1",
+        "--payload",
+        payload.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{err}");
+    let (out, err) = run(&[
+        "--target",
+        &target(&gw),
+        "--count",
+        "5",
+        "-c",
+        "1",
+        "--size",
+        "300",
+    ]);
+    assert!(out.status.success(), "{err}");
+    gw.stop();
+    let text = std::fs::read_to_string(dir.path().join("out.ndjson")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 15);
+    assert_eq!(
+        lines[..4],
+        ["{\"a\":1}", "{\"b\":[1,2]}", "{\"a\":1}", "{\"b\":[1,2]}"]
+    );
+    for l in &lines[10..] {
+        assert_eq!(l.len() + 1, 300, "{l}");
+    }
+}
+
+#[test]
+fn plot_overlays_several_hgrm_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = echo(dir.path(), &[]);
+    let mut files = vec![];
+    for (name, rate) in [("slow", "1000"), ("fast", "3000")] {
+        let h = dir.path().join(format!("{name}.hgrm"));
+        let (out, err) = run(&[
+            "--target",
+            &target(&peer),
+            "--rate",
+            rate,
+            "--duration",
+            "500ms",
+            "--roundtrip",
+            "--hgrm",
+            h.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{err}");
+        files.push(h);
+    }
+    let svg = dir.path().join("cmp.svg");
+    let out = loadgen()
+        .arg("plot")
+        .args(&files)
+        .arg("-o")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.contains("slow") && text.contains("fast"),
+        "both series are labelled"
+    );
+    let png = dir.path().join("cmp.png");
+    let out = loadgen()
+        .arg("plot")
+        .args(&files)
+        .arg("-o")
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(&std::fs::read(&png).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+    let out = loadgen()
+        .arg("plot")
+        .arg(dir.path().join("nope.hgrm"))
+        .arg("-o")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// The whole comparison, in miniature: every section printed, every gateway run lossless.
+#[test]
+fn compare_runs_every_measurement_in_one_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = loadgen()
+        .args([
+            "compare",
+            "--duration",
+            "400ms",
+            "--warmup",
+            "100ms",
+            "--connections",
+            "4",
+            "--idle",
+            "300",
+            "--scaling",
+            "1,8",
+            "--latency-at",
+            "10,50",
+            "--out-dir",
+        ])
+        .arg(dir.path())
+        .arg("--ringway")
+        .arg(ringway_bin())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for section in [
+        "Peak ingest",
+        "io_mode = uring",
+        "io_mode = epoll",
+        "naive tokio baseline",
+        "parse limit",
+        "Latency",
+        "10% of the uring peak",
+        "Memory, 300 idle",
+        "Scaling",
+        "8 connections",
+    ] {
+        assert!(stdout.contains(section), "missing {section:?} in\n{stdout}");
+    }
+    let r = json(&dir.path().join("results.json"));
+    for k in ["uring", "epoll", "baseline", "parse_limit"] {
+        assert!(r["peak"][k].as_f64().unwrap() > 0.0, "{k}: {r}");
+    }
+    assert_eq!(r["lost"], serde_json::json!([]));
+    assert_eq!(r["latency"].as_array().unwrap().len(), 2);
+    assert!(
+        r["idle_rss_bytes_per_connection"]["uring"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(std::fs::read_to_string(dir.path().join("latency.svg"))
+        .unwrap()
+        .contains("<svg"));
+}
