@@ -47,7 +47,8 @@ pub struct CompareArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,16,256,1000")]
     scaling: Vec<usize>,
     /// Offered rates of the latency measurement, in percent of the uring peak.
-    #[arg(long, value_delimiter = ',', default_value = "10,50,80")]
+    #[arg(long, value_delimiter = ',', default_value = "10,50,80",
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
     latency_at: Vec<u32>,
     /// Keep the gateways' reports (.hgrm, report.json), a latency plot and results.json here.
     #[arg(long)]
@@ -61,27 +62,40 @@ struct Server {
     stderr: PathBuf,
 }
 
+impl Drop for Server {
+    /// A server left behind by an error is killed, never left running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Server {
-    fn stop(mut self) -> anyhow::Result<String> {
+    /// SIGTERM, wait, and return (exit status, stdout + stderr).
+    fn stop(mut self) -> anyhow::Result<(std::process::ExitStatus, String)> {
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("a child pid");
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         let start = Instant::now();
-        while self.child.try_wait()?.is_none() {
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
             if start.elapsed() > Duration::from_secs(60) {
-                let _ = self.child.kill();
                 bail!(
                     "{} did not stop within 60 s of SIGTERM",
                     self.socket.display()
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
-        }
+        };
         let mut out = String::new();
         if let Some(mut s) = self.child.stdout.take() {
             std::io::Read::read_to_string(&mut s, &mut out)?;
         }
         out.push_str(&std::fs::read_to_string(&self.stderr).unwrap_or_default());
-        Ok(out)
+        Ok((status, out))
     }
 
     fn rss_kib(&self) -> u64 {
@@ -174,6 +188,7 @@ impl Bench<'_> {
             stamp: Some("sent_ns".into()),
             roundtrip: false,
             drain_timeout: Duration::from_secs(5),
+            stall_timeout: Duration::from_secs(30),
             hgrm: None,
             json: None,
             plot: None,
@@ -181,7 +196,10 @@ impl Bench<'_> {
             seed: 1,
         };
         let r = crate::run::measure(&args)?;
-        if !r.tally.errors.is_empty() {
+        if r.interrupted {
+            bail!("interrupted: the comparison is incomplete and is not reported");
+        }
+        if !r.tally.errors.is_empty() || r.tally.failed > 0 {
             bail!(
                 "load on {} failed: {:?}",
                 server.socket.display(),
@@ -191,15 +209,34 @@ impl Bench<'_> {
         Ok(r)
     }
 
-    /// Stop `server` and check it received every event sent.
+    /// Stop `server` and check it took every event sent: ringway's summary must read
+    /// `events_in = events_out = sent` with nothing dead-lettered or dropped, the baseline's
+    /// `events = sent` with nothing invalid, and either must exit cleanly.
     fn finish(&mut self, server: Server, what: &str, sent: u64) -> anyhow::Result<()> {
-        let log = server.stop()?;
-        let received = parse_count(&log, "events_in=")
-            .or_else(|| parse_count(&log, "baseline events="))
-            .with_context(|| format!("{what}: no event count in its output:\n{log}"))?;
-        if received != sent {
-            self.lost
-                .push(format!("{what}: sent {sent}, received {received}"));
+        let (status, log) = server.stop()?;
+        let counts: Vec<(&str, Option<u64>, u64)> = if log.contains("summary events_in=") {
+            vec![
+                ("events_in", parse_count(&log, "summary events_in="), sent),
+                ("events_out", parse_count(&log, "events_out="), sent),
+                ("dead_lettered", parse_count(&log, "dead_lettered="), 0),
+                ("dropped", parse_count(&log, "dropped="), 0),
+            ]
+        } else {
+            vec![
+                ("events", parse_count(&log, "baseline events="), sent),
+                ("invalid", parse_count(&log, " invalid="), 0),
+            ]
+        };
+        for (key, got, want) in counts {
+            let got = got.with_context(|| format!("{what}: no {key}= in its output:\n{log}"))?;
+            if got != want {
+                self.lost.push(format!(
+                    "{what}: {key} = {got}, expected {want} (sent {sent})"
+                ));
+            }
+        }
+        if !status.success() {
+            self.lost.push(format!("{what}: exited with {status}"));
         }
         Ok(())
     }
@@ -324,6 +361,9 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     let s = b.baseline()?;
     let base = b.peak(s, "naive baseline", conns)?;
 
+    if uring < 1.0 {
+        bail!("the uring peak measured {uring} events/s: nothing to take percentages of");
+    }
     let mut latency = Vec::new();
     for pct in &args.latency_at {
         let rate = uring * f64::from(*pct) / 100.0;

@@ -48,6 +48,8 @@ pub struct Plan {
     pub lines_per_write: usize,
     pub roundtrip: bool,
     pub drain_timeout: Duration,
+    /// Fail the run when bytes wait to be sent and the target takes none for this long.
+    pub stall_timeout: Option<Duration>,
 }
 
 /// Counters the progress line reads while the run goes on.
@@ -75,6 +77,8 @@ pub struct Tally {
     /// Events that were due but never fully sent (their connection broke).
     pub failed: u64,
     pub replies: u64,
+    /// When a socket last took or gave bytes (ns).
+    pub last_progress: u64,
     /// Reply lines beyond the events sent.
     pub unexpected_replies: u64,
     /// Events sent whose reply never came (roundtrip only).
@@ -92,6 +96,7 @@ impl Tally {
             measured: 0,
             measured_bytes: 0,
             last_sent_at: 0,
+            last_progress: 0,
             failed: 0,
             replies: 0,
             unexpected_replies: 0,
@@ -232,15 +237,45 @@ pub fn run_thread(ctx: &Ctx, socks: Vec<(u32, OwnedFd)>) -> Tally {
     loop {
         let now = mono_ns();
         let stopping = ctx.live.stop.load(Relaxed);
+        if stopping {
+            // Ctrl-C: nothing more is generated; the drain below finishes the run.
+            for c in &mut conns {
+                c.quota = c.seq;
+            }
+        }
+        tally.last_progress = tally.last_progress.max(ctx.t0);
+        let stalled = ctx.plan.stall_timeout.is_some_and(|st| {
+            now.saturating_sub(tally.last_progress) > st.as_nanos() as u64
+                && conns.iter().any(|c| !c.dead && c.pos < c.out.len())
+        });
+        if stalled {
+            let st = ctx.plan.stall_timeout.unwrap_or_default();
+            for c in conns.iter_mut().filter(|c| !c.dead) {
+                let unsent = c.drop_unsent() + c.not_generated(ctx);
+                c.quota = c.seq;
+                tally.failed += unsent;
+                if unsent > 0 && tally.errors.len() < 20 {
+                    tally.errors.push(format!(
+                        "connection {}: the target took nothing for {st:?} (--stall-timeout); {unsent} events not sent",
+                        c.id
+                    ));
+                    Live::add(&ctx.live.errors, 1);
+                }
+            }
+        }
         let mut wake = u64::MAX;
-        let mut sending = false;
         for c in conns.iter_mut().filter(|c| !c.dead) {
             match interval {
                 Some(iv) => {
                     // Generate what is due, up to 1 MiB ahead of the socket; the rest waits
                     // with its intended times intact (they are computed, not queued).
-                    while c.seq < c.quota && c.out.len() - c.pos < 1 << 20 {
-                        let due = ctx.t0 + c.phase + (c.writes as f64 * iv) as u64;
+                    let mut capped = false;
+                    while c.seq < c.quota {
+                        if c.out.len() - c.pos >= 1 << 20 {
+                            capped = true;
+                            break;
+                        }
+                        let due = c.intended(ctx, iv);
                         if due >= end || stopping {
                             c.quota = c.seq;
                             break;
@@ -252,7 +287,11 @@ pub fn run_thread(ctx: &Ctx, socks: Vec<(u32, OwnedFd)>) -> Tally {
                         c.generate(ctx, due, ctx.plan.roundtrip);
                     }
                     if !c.blocked && c.pos < c.out.len() {
-                        c.send(ctx, now, warm, &mut tally);
+                        c.send(ctx, warm, &mut tally);
+                    }
+                    // Held back by the cap and the socket still takes more: come straight back.
+                    if capped && !c.blocked && !c.dead {
+                        wake = now;
                     }
                 }
                 None => {
@@ -271,19 +310,22 @@ pub fn run_thread(ctx: &Ctx, socks: Vec<(u32, OwnedFd)>) -> Tally {
                             }
                             c.generate(ctx, mono_ns(), ctx.plan.roundtrip);
                         }
-                        c.send(ctx, mono_ns(), warm, &mut tally);
+                        c.send(ctx, warm, &mut tally);
                     }
                     if !c.blocked && !c.dead && c.seq < c.quota {
                         wake = now;
                     }
                 }
             }
-            sending |= !c.dead && (c.seq < c.quota || c.pos < c.out.len());
         }
-        let awaiting =
-            ctx.plan.roundtrip && conns.iter().any(|c| !c.dead && !c.awaiting.is_empty());
-        if !sending {
-            if !awaiting {
+        // Once nothing more will be generated (the plan is done, or Ctrl-C), what is still
+        // unsent or unanswered gets `--drain-timeout`; then the run ends whatever is left.
+        let generating = conns.iter().any(|c| !c.dead && c.seq < c.quota);
+        if !generating {
+            let unsent = conns.iter().any(|c| !c.dead && c.pos < c.out.len());
+            let awaiting =
+                ctx.plan.roundtrip && conns.iter().any(|c| !c.dead && !c.awaiting.is_empty());
+            if !unsent && !awaiting {
                 break;
             }
             let deadline = *drain_deadline
@@ -324,17 +366,61 @@ pub fn run_thread(ctx: &Ctx, socks: Vec<(u32, OwnedFd)>) -> Tally {
             }
         }
     }
-    for c in &conns {
-        tally.missing_replies += c.awaiting.iter().map(|&(_, n)| u64::from(n)).sum::<u64>();
+    for c in &mut conns {
         if !c.dead {
-            // Events generated and never accepted (only possible when stopped early).
-            tally.failed += c.pending.iter().map(|p| u64::from(p.events)).sum::<u64>();
+            // Generated, never taken by the socket before the drain deadline: not sent.
+            let unsent = c.drop_unsent();
+            tally.failed += unsent;
+            if unsent > 0 && tally.errors.len() < 20 {
+                tally.errors.push(format!(
+                    "connection {}: {unsent} events still unsent when the drain timeout ran out (the target stopped reading)",
+                    c.id
+                ));
+            }
         }
+        tally.missing_replies += c.awaiting.iter().map(|&(_, n)| u64::from(n)).sum::<u64>();
     }
     tally
 }
 
 impl Conn {
+    /// Open loop: the intended time of this connection's write number `self.writes`.
+    fn intended(&self, ctx: &Ctx, iv: f64) -> u64 {
+        ctx.t0
+            .saturating_add(self.phase)
+            .saturating_add((self.writes as f64 * iv) as u64)
+    }
+
+    /// Events of the plan this connection has not generated yet (0 when it runs until
+    /// stopped).
+    fn not_generated(&self, ctx: &Ctx) -> u64 {
+        match ctx.interval() {
+            _ if self.quota != u64::MAX => self.quota - self.seq,
+            // Open loop for a duration: the writes still scheduled before the end.
+            Some(iv) if ctx.end() != u64::MAX => {
+                let span = ctx.end().saturating_sub(ctx.t0 + self.phase) as f64;
+                let total = (span / iv).ceil() as u64;
+                total.saturating_sub(self.writes) * ctx.plan.lines_per_write as u64
+            }
+            _ => 0,
+        }
+    }
+
+    /// Forget the writes the socket never took; their replies are not awaited either.
+    /// Returns their events.
+    fn drop_unsent(&mut self) -> u64 {
+        let mut unsent = 0u64;
+        while let Some(p) = self.pending.pop_back() {
+            unsent += u64::from(p.events);
+            if matches!(self.awaiting.back(), Some(&(t, _)) if t == p.intended) {
+                self.awaiting.pop_back();
+            }
+        }
+        self.out.clear();
+        self.pos = 0;
+        unsent
+    }
+
     /// Append the next write (up to K events) intended at `intended`.
     fn generate(&mut self, ctx: &Ctx, intended: u64, roundtrip: bool) {
         let k = (ctx.plan.lines_per_write as u64).min(self.quota - self.seq);
@@ -357,12 +443,13 @@ impl Conn {
     }
 
     /// Write what is waiting until the socket would block.
-    fn send(&mut self, ctx: &Ctx, now: u64, warm: u64, t: &mut Tally) {
+    fn send(&mut self, ctx: &Ctx, warm: u64, t: &mut Tally) {
         while self.pos < self.out.len() {
             match rustix::net::send(&self.fd, &self.out[self.pos..], SendFlags::NOSIGNAL) {
                 Ok(n) => {
                     self.pos += n;
                     self.accepted += n as u64;
+                    t.last_progress = mono_ns();
                 }
                 Err(Errno::AGAIN) => {
                     self.blocked = true;
@@ -375,6 +462,7 @@ impl Conn {
                 }
             }
         }
+        let now = mono_ns();
         let (mut events, mut bytes) = (0u64, 0u64);
         while let Some(p) = self.pending.front() {
             if p.end > self.accepted {
@@ -428,6 +516,7 @@ impl Conn {
                     return;
                 }
                 Ok((n, _)) => {
+                    t.last_progress = now;
                     let lines = memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
                     t.replies += lines;
                     Live::add(&ctx.live.replies, lines);
@@ -460,14 +549,9 @@ impl Conn {
     /// The connection is unusable: count what it will never send.
     fn fail(&mut self, ctx: &Ctx, t: &mut Tally, why: String) {
         self.dead = true;
-        let unsent: u64 = self.pending.iter().map(|p| u64::from(p.events)).sum();
-        let never = if self.quota == u64::MAX {
-            0
-        } else {
-            self.quota - self.seq
-        };
+        let unsent = self.drop_unsent();
+        let never = self.not_generated(ctx);
         t.failed += unsent + never;
-        self.pending.clear();
         Live::add(&ctx.live.errors, 1);
         if t.errors.len() < 20 {
             t.errors.push(why);

@@ -104,6 +104,10 @@ pub struct RunArgs {
     /// With --roundtrip: how long to wait for the last replies.
     #[arg(long, value_parser = duration, default_value = "5s")]
     drain_timeout: Duration,
+    /// Fail when the target takes no bytes for this long while some wait to be sent (a target
+    /// that stopped reading); "0s" waits forever.
+    #[arg(long, value_parser = duration, default_value = "30s")]
+    stall_timeout: Duration,
     /// Write the latency distribution (roundtrip if measured, else send lag) as .hgrm.
     #[arg(long)]
     hgrm: Option<PathBuf>,

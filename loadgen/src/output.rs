@@ -201,6 +201,35 @@ pub fn print_summary(r: &RunReport) {
     }
 }
 
+/// Refuse, before the run, output paths that could not be written after it.
+pub fn check_paths(args: &RunArgs) -> anyhow::Result<()> {
+    for (flag, path) in [
+        ("--hgrm", &args.hgrm),
+        ("--json", &args.json),
+        ("--plot", &args.plot),
+    ] {
+        let Some(path) = path else { continue };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        if !dir.is_dir() {
+            anyhow::bail!(
+                "{flag} {}: directory {} does not exist",
+                path.display(),
+                dir.display()
+            );
+        }
+    }
+    if let Some(p) = &args.plot {
+        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if !matches!(ext, "svg" | "png") {
+            anyhow::bail!("--plot {}: use a .svg or .png file name", p.display());
+        }
+    }
+    Ok(())
+}
+
 pub fn write_files(r: &RunReport, args: &RunArgs) -> anyhow::Result<()> {
     let (name, h) = r.main_latency();
     if let Some(path) = &args.hgrm {

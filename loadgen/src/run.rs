@@ -16,9 +16,14 @@ use crate::payload::{Payload, Shape};
 use crate::{Rate, RunArgs};
 
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    output::check_paths(args)?;
     let report = measure(args)?;
     output::print_summary(&report);
-    output::write_files(&report, args)?;
+    if let Err(e) = output::write_files(&report, args) {
+        // The run happened: its figures are above; only a file is missing.
+        eprintln!("loadgen: error: {e:#}");
+        return Ok(ExitCode::from(1));
+    }
     let clean = report.lost() == 0 && report.tally.errors.is_empty() && report.tally.failed == 0;
     Ok(if clean {
         ExitCode::SUCCESS
@@ -69,6 +74,7 @@ pub fn measure(args: &RunArgs) -> anyhow::Result<RunReport> {
         lines_per_write: args.lines_per_write,
         roundtrip: args.roundtrip,
         drain_timeout: args.drain_timeout,
+        stall_timeout: Some(args.stall_timeout).filter(|d| !d.is_zero()),
     };
     let live = Arc::new(Live::default());
     // Ctrl-C (or SIGTERM): stop scheduling, finish what is in flight, and report.
@@ -81,7 +87,13 @@ pub fn measure(args: &RunArgs) -> anyhow::Result<RunReport> {
     std::thread::Builder::new()
         .name("loadgen-signal".into())
         .spawn(move || {
-            if signals.forever().next().is_some() {
+            // The first signal stops scheduling (the drain and the report follow); a second
+            // one ends the process at once.
+            for (n, _) in signals.forever().enumerate() {
+                if n > 0 {
+                    eprintln!("loadgen: second signal; exiting without a report");
+                    std::process::exit(130);
+                }
                 stop.stop.store(true, Relaxed);
             }
         })

@@ -326,6 +326,40 @@ fn a_stall_is_charged_to_every_event_it_delayed() {
 }
 
 #[test]
+fn tcp_targets_work_like_unix_ones() {
+    let mut child = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/echo.py"))
+        .arg("tcp")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let port = first.trim().strip_prefix("ready ").unwrap().to_string();
+    let (out, err) = run(&[
+        "--target",
+        &format!("tcp:127.0.0.1:{port}"),
+        "--count",
+        "3000",
+        "-c",
+        "3",
+        "-k",
+        "4",
+        "--roundtrip",
+    ]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("replies     3000 (0 missing, 0 unexpected)"),
+        "{err}"
+    );
+}
+
+#[test]
 fn lost_replies_make_the_run_fail() {
     let dir = tempfile::tempdir().unwrap();
     let peer = echo(dir.path(), &["--drop-every", "100"]);
@@ -348,6 +382,7 @@ fn lost_replies_make_the_run_fail() {
 fn a_peer_that_vanishes_is_an_error_not_a_hang() {
     let dir = tempfile::tempdir().unwrap();
     let peer = echo(dir.path(), &["--close-after", "100"]);
+    let j = dir.path().join("v.json");
     let (out, err) = run(&[
         "--target",
         &target(&peer),
@@ -358,12 +393,150 @@ fn a_peer_that_vanishes_is_an_error_not_a_hang() {
         "-c",
         "2",
         "--roundtrip",
+        "--json",
+        j.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains("closed by the peer") || err.contains("write failed"),
         "{err}"
     );
+    // Every scheduled event is either sent or counted as not sent; every sent one is either
+    // answered or missing (the unsent ones are not counted twice).
+    let r = json(&j);
+    let n = |k: &str| r[k].as_u64().unwrap();
+    assert_eq!(n("sent") + n("failed"), 4000, "{r}");
+    assert_eq!(n("replies") + n("missing_replies"), n("sent"), "{r}");
+    assert_eq!(n("replies"), 200, "{r}");
+}
+
+/// A target that accepts and then never reads: loadgen gives up after --stall-timeout, reports
+/// the unsent events and fails, instead of waiting forever; Ctrl-C works too.
+#[test]
+fn a_target_that_stops_reading_cannot_hang_loadgen() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = echo(dir.path(), &["--never-read"]);
+    for mode in [["--rate", "max"], ["--rate", "50k"]] {
+        let j = dir.path().join("h.json");
+        let start = Instant::now();
+        let (out, err) = run(&[
+            "--target",
+            &target(&peer),
+            "--count",
+            "200000",
+            "-c",
+            "2",
+            "-k",
+            "64",
+            "--stall-timeout",
+            "1s",
+            "--json",
+            j.to_str().unwrap(),
+            mode[0],
+            mode[1],
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "took {:?}",
+            start.elapsed()
+        );
+        assert!(err.contains("the target took nothing for 1s"), "{err}");
+        let r = json(&j);
+        let (sent, failed) = (r["sent"].as_u64().unwrap(), r["failed"].as_u64().unwrap());
+        assert!(
+            failed > 0 && sent + failed == 200_000,
+            "sent {sent} failed {failed}"
+        );
+    }
+    // Without a stall timeout, SIGINT ends the wait: the drain timeout applies.
+    let mut child = loadgen()
+        .args([
+            "--target",
+            &target(&peer),
+            "--count",
+            "200000",
+            "-c",
+            "2",
+            "-k",
+            "64",
+            "--stall-timeout",
+            "0s",
+            "--drain-timeout",
+            "1s",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "loadgen did not stop after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("still unsent when the drain timeout ran out"),
+        "{err}"
+    );
+}
+
+/// Ctrl-C ends the schedule early; what was sent is reported, and nothing is lost.
+#[test]
+fn sigint_stops_the_run_and_still_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = echo(dir.path(), &[]);
+    let j = dir.path().join("i.json");
+    let mut child = loadgen()
+        .args([
+            "--target",
+            &target(&peer),
+            "--rate",
+            "2000",
+            "--duration",
+            "60s",
+            "--roundtrip",
+            "--json",
+            j.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "loadgen did not stop after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    let r = json(&j);
+    assert_eq!(r["interrupted"], true);
+    let sent = r["sent"].as_u64().unwrap();
+    assert!((1000..=6000).contains(&sent), "sent {sent}");
+    assert_eq!(r["replies"], sent);
 }
 
 #[test]
@@ -383,6 +556,23 @@ fn unreachable_targets_and_bad_options_are_clear_errors() {
     let (out, err) = run(&["--target", "unix:/x", "--rate", "fast"]);
     assert_ne!(out.status.code(), Some(0));
     assert!(err.contains("\"max\""), "{err}");
+    // Output paths are checked before the run, not after it.
+    let (out, err) = run(&[
+        "--target",
+        "unix:/nonexistent/x.sock",
+        "--plot",
+        "/tmp/x.jpg",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("use a .svg or .png"), "{err}");
+    let (out, err) = run(&[
+        "--target",
+        "unix:/nonexistent/x.sock",
+        "--json",
+        "/nonexistent/dir/r.json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("does not exist"), "{err}");
 }
 
 #[test]
