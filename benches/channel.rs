@@ -24,9 +24,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+mod common;
+
+use common::{conn_meta, XorShift};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringway::channel::{bounded, Batch, ConnMeta, SourceMeta};
-use ringway::codec::Codec;
+use ringway::channel::{bounded, Batch};
 use ringway::config::WhenFull;
 use ringway::telemetry::Counters;
 
@@ -47,12 +49,10 @@ fn measuring() -> bool {
 /// through by the producers.
 fn events() -> Vec<Vec<u8>> {
     const LEVELS: [&str; 3] = ["info", "warn", "error"];
-    let mut rng = 0x2545_F491_4F6C_DD1D_u64;
+    let mut gen = XorShift(0x2545_F491_4F6C_DD1D);
     (0..1024)
         .map(|i| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
+            let rng = gen.next();
             let mut e = Vec::with_capacity(256);
             write!(
                 e,
@@ -96,22 +96,6 @@ fn expected(events: &[Vec<u8>], total: usize, producers: usize) -> Received {
         .map(|e| e.len() as u64)
         .sum();
     (total as u64, bytes)
-}
-
-fn conn_meta(id: u64) -> Arc<ConnMeta> {
-    Arc::new(ConnMeta {
-        source: Arc::new(SourceMeta {
-            name: "bench".into(),
-            path: "/run/ringway-bench.sock".into(),
-            codec: Codec::Json,
-            latency_field: None,
-        }),
-        id,
-        pid: 0,
-        uid: u32::MAX,
-        gid: u32::MAX,
-        envelope_prefix: Box::default(),
-    })
 }
 
 /// `ringway::channel`, `per_batch` events per `Batch`.

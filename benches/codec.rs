@@ -16,6 +16,9 @@ use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
+mod common;
+
+use common::XorShift;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ringway::codec::{Codec, Decoder};
 use serde::de::IgnoredAny;
@@ -86,11 +89,9 @@ fn corpus(lines: usize) -> Vec<u8> {
         r#"retrying C:\\tmp\\spool"#,
     ];
     let mut out = Vec::with_capacity(lines * 180);
-    let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut gen = XorShift(0x9E37_79B9_7F4A_7C15);
     for _ in 0..lines {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
+        let rng = gen.next();
         let r = rng as usize;
         writeln!(
             out,

@@ -29,9 +29,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+mod common;
+
+use common::{conn_meta, XorShift};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use memchr::{memchr_iter, memmem};
-use ringway::channel::{bounded, Batch, ConnMeta, SourceMeta};
+use ringway::channel::{bounded, Batch};
 use ringway::codec::{Codec, Decoder};
 use ringway::config::{ChannelConfig, WhenFull};
 use ringway::framing::FramingConfig;
@@ -83,11 +86,9 @@ fn corpus(lines: usize) -> (Vec<u8>, Counts) {
         "",
     ];
     let mut out = Vec::with_capacity(lines * 210);
-    let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut gen = XorShift(0x9E37_79B9_7F4A_7C15);
     for i in 0..lines {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
+        let rng = gen.next();
         let r = rng as usize;
         let start = out.len();
         write!(
@@ -146,22 +147,6 @@ fn channel_config() -> ChannelConfig {
     }
 }
 
-fn conn_meta() -> Arc<ConnMeta> {
-    Arc::new(ConnMeta {
-        source: Arc::new(SourceMeta {
-            name: "bench".into(),
-            path: "/run/ringway-bench.sock".into(),
-            codec: Codec::Json,
-            latency_field: None,
-        }),
-        id: 0,
-        pid: 0,
-        uid: u32::MAX,
-        gid: u32::MAX,
-        envelope_prefix: Box::default(),
-    })
-}
-
 fn count(counts: &mut Counts, b: &Batch) {
     counts.events += b.events() as u64;
     counts.invalid += b.dead.len() as u64;
@@ -171,7 +156,7 @@ fn count(counts: &mut Counts, b: &Batch) {
 /// each piece, hand over the batch when `feed` says it is full, and the last
 /// one after `finish`.
 fn ingest(ctx: &IngestCtx<'_>, dec: &mut Decoder, data: &[u8], mut emit: impl FnMut(Batch)) {
-    let mut conn = Conn::new(conn_meta());
+    let mut conn = Conn::new(conn_meta(0));
     for piece in data.chunks(CHUNK) {
         if conn.feed(ctx, dec, piece) {
             emit(conn.take_batch(ctx.counters).expect("a full batch"));

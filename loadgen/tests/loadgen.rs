@@ -133,6 +133,26 @@ fn json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
+/// SIGINT to a running loadgen (spawned with stderr piped): its exit status and stderr.
+fn interrupt(mut child: Child) -> (std::process::ExitStatus, String) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "loadgen did not stop after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    (status, err)
+}
+
 fn summary_count(log: &str, key: &str) -> u64 {
     let at = log
         .rfind(key)
@@ -450,7 +470,7 @@ fn a_target_that_stops_reading_cannot_hang_loadgen() {
         );
     }
     // Without a stall timeout, SIGINT ends the wait: the drain timeout applies.
-    let mut child = loadgen()
+    let child = loadgen()
         .args([
             "--target",
             &target(&peer),
@@ -470,21 +490,7 @@ fn a_target_that_stops_reading_cannot_hang_loadgen() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1000));
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "loadgen did not stop after SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let (status, err) = interrupt(child);
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(
         err.contains("still unsent when the drain timeout ran out"),
@@ -498,7 +504,7 @@ fn sigint_stops_the_run_and_still_reports() {
     let dir = tempfile::tempdir().unwrap();
     let peer = echo(dir.path(), &[]);
     let j = dir.path().join("i.json");
-    let mut child = loadgen()
+    let child = loadgen()
         .args([
             "--target",
             &target(&peer),
@@ -515,21 +521,7 @@ fn sigint_stops_the_run_and_still_reports() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "loadgen did not stop after SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let (status, err) = interrupt(child);
     assert!(status.success(), "{err}");
     assert!(err.contains("interrupted"), "{err}");
     let r = json(&j);
