@@ -379,6 +379,34 @@ fn tcp_targets_work_like_unix_ones() {
     );
 }
 
+/// On a terminal (a pty from `script`), a live line shows rate, sent, replies and errors.
+#[test]
+fn progress_line_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = echo(dir.path(), &[]);
+    let cmd = format!(
+        "{} --target {} --rate 2000 --duration 2s --roundtrip",
+        env!("CARGO_BIN_EXE_loadgen"),
+        target(&peer)
+    );
+    let out = Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    assert!(
+        tty.contains("events/s · sent"),
+        "no progress line in:\n{tty}"
+    );
+    assert!(
+        tty.contains("· replies") && tty.contains("· errors 0"),
+        "{tty}"
+    );
+    assert!(tty.contains("throughput"), "the summary follows:\n{tty}");
+}
+
 #[test]
 fn lost_replies_make_the_run_fail() {
     let dir = tempfile::tempdir().unwrap();
