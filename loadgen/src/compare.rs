@@ -188,6 +188,7 @@ impl Bench<'_> {
             stamp: Some("sent_ns".into()),
             roundtrip: false,
             drain_timeout: Duration::from_secs(5),
+            tick: Duration::from_micros(100),
             stall_timeout: Duration::from_secs(30),
             hgrm: None,
             json: None,

@@ -104,6 +104,10 @@ pub struct RunArgs {
     /// With --roundtrip: how long to wait for the last replies.
     #[arg(long, value_parser = duration, default_value = "5s")]
     drain_timeout: Duration,
+    /// Open loop: sleep in steps of this long and send what fell due together (latency is
+    /// still charged from each write's intended time); "0ms" wakes for every write.
+    #[arg(long, value_parser = duration, default_value = "0.1ms")]
+    tick: Duration,
     /// Fail when the target takes no bytes for this long while some wait to be sent (a target
     /// that stopped reading); "0s" waits forever.
     #[arg(long, value_parser = duration, default_value = "30s")]

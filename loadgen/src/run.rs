@@ -74,6 +74,7 @@ pub fn measure(args: &RunArgs) -> anyhow::Result<RunReport> {
         lines_per_write: args.lines_per_write,
         roundtrip: args.roundtrip,
         drain_timeout: args.drain_timeout,
+        tick: args.tick,
         stall_timeout: Some(args.stall_timeout).filter(|d| !d.is_zero()),
     };
     let live = Arc::new(Live::default());
