@@ -17,6 +17,10 @@
 set -euo pipefail
 scenario=${1:?usage: flamegraphs/record.sh SCENARIO [SECONDS]  (peak-uring, peak-epoll, file-uring, envelope, rate-1m)}
 secs=${2:-5}
+case "$scenario" in
+    peak-uring | peak-epoll | file-uring | envelope | rate-1m) ;;
+    *) echo "record.sh: unknown scenario $scenario (peak-uring, peak-epoll, file-uring, envelope, rate-1m)" >&2; exit 2 ;;
+esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 command -v perf >/dev/null || { echo "record.sh: perf is missing (apt-get install linux-perf)" >&2; exit 2; }
@@ -27,7 +31,7 @@ fi
 cargo build --release --workspace --quiet
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ringway-flame.XXXXXX")
-trap 'kill "$gw" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill "${gw:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 mode=uring sink='type = "null"' load=(--rate max) telemetry=''
 case "$scenario" in
     peak-uring) ;;
@@ -40,7 +44,6 @@ metadata = \"envelope\"" ;;
     rate-1m) load=(--rate 1M --stamp)
         telemetry="[telemetry]
 latency_field = \"sent_ns\"" ;;
-    *) echo "record.sh: unknown scenario $scenario" >&2; exit 2 ;;
 esac
 cat >"$work/ringway.toml" <<EOF
 io_mode = "$mode"

@@ -32,6 +32,7 @@ pub struct CompareArgs {
     /// Sending time of each throughput and latency measurement.
     #[arg(long, value_parser = crate::duration, default_value = "5s")]
     duration: Duration,
+    /// Warm-up of each measurement (sent, not measured).
     #[arg(long, value_parser = crate::duration, default_value = "1s")]
     warmup: Duration,
     /// Events per write for every client (client-side batching).
@@ -279,7 +280,7 @@ fn parse_limit(duration: Duration) -> f64 {
     let payload = Payload::new(&Shape::Default, Some("sent_ns"), 1).expect("default payload");
     let mut data = Vec::new();
     for seq in 0..100_000u64 {
-        payload.write(&mut data, (seq % 64) as u32, seq, 1_000_000_000_000);
+        payload.write(&mut data, (seq % 64) as u32, seq, Some(1_000_000_000_000));
     }
     let mut dec = ringway::codec::Decoder::new(ringway::codec::Codec::Json);
     let (mut events, start) = (0u64, Instant::now());
@@ -297,7 +298,8 @@ fn parse_limit(duration: Duration) -> f64 {
 /// RSS growth of a gateway per idle connection.
 fn idle_memory(b: &mut Bench<'_>, mode: &str) -> anyhow::Result<f64> {
     eprintln!("compare: {mode}, {} idle connections …", b.args.idle);
-    let server = b.ringway(mode, false)?;
+    let server = b.ringway(mode, true)?;
+    let report = b.dir.join(format!("report{}/report.json", b.runs));
     std::thread::sleep(Duration::from_millis(300));
     let before = server.rss_kib();
     crate::run::raise_fd_limit(b.args.idle + 100);
@@ -320,6 +322,16 @@ fn idle_memory(b: &mut Bench<'_>, mode: &str) -> anyhow::Result<f64> {
     let after = server.rss_kib();
     drop(conns);
     b.finish(server, &format!("{mode} idle"), 0)?;
+    // The figure only counts if the gateway held every connection (no EMFILE on the way).
+    let counters = &serde_json::from_slice::<Value>(&std::fs::read(&report)?)?["counters"];
+    let accepted = counters["connections_accepted"].as_u64().unwrap_or(0);
+    let errors = counters["accept_errors"].as_u64().unwrap_or(0);
+    if accepted < b.args.idle as u64 || errors > 0 {
+        b.lost.push(format!(
+            "{mode} idle: the gateway accepted {accepted} of {} connections ({errors} accept errors)",
+            b.args.idle
+        ));
+    }
     Ok(after.saturating_sub(before) as f64 * 1024.0 / b.args.idle as f64)
 }
 

@@ -346,7 +346,7 @@ pub fn run_thread(ctx: &Ctx, socks: Vec<(u32, OwnedFd)>) -> Tally {
             let t = wake.saturating_sub(mono_ns()).min(100_000_000);
             let tick = ctx.plan.tick.as_nanos() as u64;
             if tick > 0 {
-                t.div_ceil(tick) * tick
+                (t.div_ceil(tick) * tick).min(100_000_000)
             } else {
                 t
             }
@@ -437,8 +437,8 @@ impl Conn {
         let k = (ctx.plan.lines_per_write as u64).min(self.quota - self.seq);
         let before = self.out.len();
         for _ in 0..k {
-            ctx.payload
-                .write(&mut self.out, self.id, self.seq, intended);
+            let stamp = (intended >= ctx.warmup_end()).then_some(intended);
+            ctx.payload.write(&mut self.out, self.id, self.seq, stamp);
             self.seq += 1;
         }
         self.generated += (self.out.len() - before) as u64;

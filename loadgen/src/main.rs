@@ -29,7 +29,9 @@ use clap::{Args, Parser, Subcommand};
     name = "loadgen",
     version,
     about = "Load generator for ringway: open/closed loop, HdrHistogram latency, plots",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_help = "Exit status: 0 when every event was sent (and, with --roundtrip, answered) without error; \
+1 when events were lost, not sent, or a connection failed; 2 when the run could not start."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -45,6 +47,7 @@ enum Command {
         /// .hgrm files (HdrHistogram percentile distributions), one series each.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// The chart to write: .svg or .png.
         #[arg(short, long)]
         output: PathBuf,
         #[arg(long, default_value = "Latency by percentile")]
@@ -72,7 +75,7 @@ pub struct RunArgs {
     /// Sender threads (default: one per CPU, at most one per connection).
     #[arg(long)]
     threads: Option<usize>,
-    /// How long to send after the warm-up (e.g. 10s, 500ms, 1m).
+    /// How long to send after the warm-up (e.g. 10s, 500ms, 1m) [default: 10s].
     #[arg(long, short, value_parser = duration, conflicts_with = "count")]
     duration: Option<Duration>,
     /// Send exactly this many events in all (warm-up included), then stop.
@@ -101,7 +104,8 @@ pub struct RunArgs {
     /// Read reply lines on each connection (an echo/reply config) and measure the round trip.
     #[arg(long)]
     roundtrip: bool,
-    /// With --roundtrip: how long to wait for the last replies.
+    /// Once the schedule is done (or after Ctrl-C): how long to wait for what is still unsent,
+    /// and with --roundtrip for the last replies.
     #[arg(long, value_parser = duration, default_value = "5s")]
     drain_timeout: Duration,
     /// Open loop: sleep in steps of this long and send what fell due together (latency is

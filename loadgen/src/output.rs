@@ -106,6 +106,15 @@ impl RunReport {
     }
 }
 
+/// `1 connection`, `2 connections`.
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 /// `1234567.0` → `1.23M`.
 pub fn si(v: f64) -> String {
     match v {
@@ -143,21 +152,30 @@ pub fn print_summary(r: &RunReport) {
         Limit::Duration(d) => format!("{:?}", d),
         Limit::Count(n) => format!("{n} events"),
     };
+    let warmup = if r.plan.warmup.is_zero() {
+        String::new()
+    } else {
+        format!(" after {:?} of warm-up", r.plan.warmup)
+    };
     eprintln!(
-        "loadgen: {} · {} connections on {} threads · {} · {} lines/write · {limit} after {:?} warm-up{}",
+        "loadgen: {} · {} · {} · {} · {limit}{warmup}{}",
         r.target,
-        r.connections,
-        r.threads,
+        plural(r.connections, "connection"),
+        plural(r.threads, "thread"),
         r.mode(),
-        r.plan.lines_per_write,
-        r.plan.warmup,
         if r.interrupted { " · interrupted" } else { "" }
+    );
+    eprintln!(
+        "              {} per write",
+        plural(r.plan.lines_per_write, "event")
     );
     eprintln!(
         "  sent        {} events, {:.1} MB ({} bytes/event)",
         t.sent,
         t.bytes as f64 / 1e6,
-        r.mean_event_bytes
+        t.bytes
+            .checked_div(t.sent)
+            .unwrap_or(r.mean_event_bytes as u64)
     );
     eprintln!(
         "  throughput  {} events/s, {:.1} MB/s (measured {} events over {:.3} s)",
@@ -175,6 +193,7 @@ pub fn print_summary(r: &RunReport) {
         }
     }
     eprintln!("  send lag    {}", percentiles(&t.send_lag));
+    eprintln!("              (intended send time → the socket took the bytes; not end-to-end)");
     if r.plan.roundtrip {
         eprintln!("  roundtrip   {}", percentiles(&t.roundtrip));
         eprintln!(
@@ -183,7 +202,8 @@ pub fn print_summary(r: &RunReport) {
         );
     }
     if let Some(f) = &r.stamp {
-        eprintln!("  stamp       events carry {f:?} (CLOCK_MONOTONIC ns): the gateway's latency_field report has the ingest latency");
+        eprintln!("  stamp       measured events carry {f:?} (CLOCK_MONOTONIC ns): end-to-end latency is in the");
+        eprintln!("              gateway's report ([telemetry] latency_field = {f:?}, report_dir → event_latency.hgrm)");
     }
     eprintln!(
         "  errors      {} · events not sent: {}",

@@ -24,6 +24,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         eprintln!("loadgen: error: {e:#}");
         return Ok(ExitCode::from(1));
     }
+    if report.tally.measured == 0 && report.tally.sent > 0 {
+        eprintln!("loadgen: error: every event was sent during the warm-up: nothing was measured (shorten --warmup or send more)");
+        return Ok(ExitCode::from(1));
+    }
     let clean = report.lost() == 0 && report.tally.errors.is_empty() && report.tally.failed == 0;
     Ok(if clean {
         ExitCode::SUCCESS
@@ -129,8 +133,13 @@ pub fn measure(args: &RunArgs) -> anyhow::Result<RunReport> {
         let sent = live.sent.load(Relaxed);
         if last.0.elapsed() >= Duration::from_millis(500) {
             let rate = (sent - last.1) as f64 / last.0.elapsed().as_secs_f64();
+            let phase = if started.elapsed() < plan.warmup {
+                "warm-up · "
+            } else {
+                ""
+            };
             bar.set_message(format!(
-                "{} events/s · sent {} · replies {} · errors {}",
+                "{phase}{} events/s · sent {} · replies {} · errors {}",
                 output::si(rate),
                 output::si(sent as f64),
                 output::si(live.replies.load(Relaxed) as f64),
@@ -146,7 +155,15 @@ pub fn measure(args: &RunArgs) -> anyhow::Result<RunReport> {
         .reduce(Tally::merge)
         .expect("at least one thread");
     let warm_end = ctx.t0 + plan.warmup.as_nanos() as u64;
-    let window = Duration::from_nanos(tally.last_sent_at.saturating_sub(warm_end));
+    // Up to the last event the socket took; an open-loop run for a duration lasts at least its
+    // schedule, even if its last write fell due before the end.
+    let mut end = tally.last_sent_at;
+    if let (Some(_), Limit::Duration(d)) = (plan.rate, plan.limit) {
+        if !live.stop.load(Relaxed) {
+            end = end.max(warm_end + d.as_nanos() as u64);
+        }
+    }
+    let window = Duration::from_nanos(end.saturating_sub(warm_end));
     Ok(RunReport {
         target: target.to_string(),
         connections: args.connections,

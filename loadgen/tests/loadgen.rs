@@ -417,6 +417,19 @@ fn tick_coalescing_is_charged_to_latency() {
         p50[0]
     );
     assert!(p50[1] < 2.0, "p50 without ticks: {} ms", p50[1]);
+    // Ticks longer than a second are fine too (the sleep is split into steps).
+    let (out, err) = run(&[
+        "--target",
+        &target(&peer),
+        "--rate",
+        "10",
+        "--duration",
+        "1s",
+        "--tick",
+        "1500ms",
+    ]);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("sent        10 events"), "{err}");
 }
 
 /// On a terminal (a pty from `script`), a live line shows rate, sent, replies and errors.
@@ -616,6 +629,19 @@ fn unreachable_targets_and_bad_options_are_clear_errors() {
     let (out, err) = run(&["--target", "unix:/x", "--rate", "fast"]);
     assert_ne!(out.status.code(), Some(0));
     assert!(err.contains("\"max\""), "{err}");
+    // A run that ends inside its warm-up measured nothing: that is an error, not a result.
+    let dir = tempfile::tempdir().unwrap();
+    let peer = echo(dir.path(), &[]);
+    let (out, err) = run(&[
+        "--target",
+        &target(&peer),
+        "--count",
+        "100",
+        "--warmup",
+        "5s",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("nothing was measured"), "{err}");
     // Output paths are checked before the run, not after it.
     let (out, err) = run(&[
         "--target",
@@ -654,6 +680,8 @@ fn stamps_feed_the_gateways_latency_report() {
         "4000",
         "--duration",
         "1s",
+        "--warmup",
+        "300ms",
         "-c",
         "4",
         "--stamp",
@@ -661,18 +689,27 @@ fn stamps_feed_the_gateways_latency_report() {
         j.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{err}");
-    let sent = json(&j)["sent"].as_u64().unwrap();
+    let lg = json(&j);
+    let (sent, measured) = (
+        lg["sent"].as_u64().unwrap(),
+        lg["measured_events"].as_u64().unwrap(),
+    );
+    assert!(
+        measured > 0 && measured < sent,
+        "sent {sent}, measured {measured}"
+    );
     gw.stop();
+    // Warm-up events go out unstamped: the gateway's histogram holds the measured ones only.
     let r = json(&report.join("report.json"));
-    assert_eq!(r["histograms"]["event_latency"]["count"], sent);
-    assert_eq!(r["unstamped_events"], 0);
+    assert_eq!(r["histograms"]["event_latency"]["count"], measured);
+    assert_eq!(r["unstamped_events"], sent - measured);
     // At 4,000 events/s on an idle gateway, events reach the sink within a second.
     let p99 = r["histograms"]["event_latency"]["percentiles"]["p99"]
         .as_f64()
         .unwrap();
     assert!(p99 > 0.0 && p99 < 1000.0, "p99 {p99} ms");
     let (_, total) = hgrm(&report.join("event_latency.hgrm"));
-    assert_eq!(total, sent);
+    assert_eq!(total, measured);
 }
 
 #[test]
@@ -831,7 +868,18 @@ fn compare_runs_every_measurement_in_one_go() {
         assert!(r["peak"][k].as_f64().unwrap() > 0.0, "{k}: {r}");
     }
     assert_eq!(r["lost"], serde_json::json!([]));
-    assert_eq!(r["latency"].as_array().unwrap().len(), 2);
+    let latency = r["latency"].as_array().unwrap();
+    assert_eq!(latency.len(), 2);
+    for l in latency {
+        assert!(l["event_latency_ms"]["count"].as_u64().unwrap() > 0, "{l}");
+        assert!(
+            l["event_latency_ms"]["percentiles"]["p99"]
+                .as_f64()
+                .unwrap()
+                > 0.0,
+            "{l}"
+        );
+    }
     assert!(
         r["idle_rss_bytes_per_connection"]["uring"]
             .as_f64()
@@ -841,4 +889,64 @@ fn compare_runs_every_measurement_in_one_go() {
     assert!(std::fs::read_to_string(dir.path().join("latency.svg"))
         .unwrap()
         .contains("<svg"));
+}
+
+/// A gateway that loses one event fails the comparison: exit 1 and a LOST line naming the run.
+#[test]
+fn compare_fails_when_a_gateway_loses_an_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("lossy-ringway");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec python3 {} {} \"$@\"\n",
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/lossy_ringway.py")
+                .display(),
+            ringway_bin().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = loadgen()
+        .args([
+            "compare",
+            "--duration",
+            "200ms",
+            "--warmup",
+            "50ms",
+            "--connections",
+            "2",
+            "--idle",
+            "10",
+            "--scaling",
+            "1",
+            "--latency-at",
+            "10",
+            "--ringway",
+        ])
+        .arg(&wrapper)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("LOST: ringway uring: events_out = "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("LOST: ringway epoll: events_out = "),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("LOST: naive baseline"), "{stdout}");
 }
