@@ -445,7 +445,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     ] {
         println!("| {name} | {} | {} | {} |", si(v), r(v, base), r(v, limit));
     }
-    println!("\n| Latency, open loop, {conns} connections: intended send → sink write (measured by the gateway) | offered | achieved | p50 ms | p99 ms | p99.9 ms | max ms | in the gateway (recv → sink), p99 ms | loadgen send lag p99 ms |");
+    println!("\n| Latency, open loop, {conns} connections: intended send → sink write (measured by the gateway) | offered | achieved | p50 ms | p99 ms | p99.9 ms | max ms | gateway recv → sink p99 ms (separate) | loadgen send lag p99 ms |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for l in &latency {
         let p = |k: &str| l.event["percentiles"][k].as_f64().unwrap_or(f64::NAN);
