@@ -326,7 +326,8 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
 
 /// A sidecar holds a descriptor per client: lift the soft RLIMIT_NOFILE (often 1024) to the
 /// hard limit, as Go's runtime does. EMFILE beyond that is handled by the accept back-off.
-fn raise_fd_limit() {
+/// (loadgen, which opens as many connections, does the same.)
+pub fn raise_fd_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut lim = getrlimit(Resource::Nofile);
     if lim.current < lim.maximum {

@@ -302,7 +302,7 @@ fn idle_memory(b: &mut Bench<'_>, mode: &str) -> anyhow::Result<f64> {
     let report = b.dir.join(format!("report{}/report.json", b.runs));
     std::thread::sleep(Duration::from_millis(300));
     let before = server.rss_kib();
-    crate::run::raise_fd_limit(b.args.idle + 100);
+    ringway::gateway::raise_fd_limit();
     let mut conns = Vec::with_capacity(b.args.idle);
     for i in 0..b.args.idle {
         conns.push(

@@ -21,17 +21,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use ringway::telemetry::hist::latency_histogram;
 use ringway::telemetry::mono_ns;
 use rustix::event::epoll;
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendFlags};
 
 use crate::payload::Payload;
-
-/// Histogram bounds: 1 ns to one hour, three significant digits.
-pub fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds")
-}
 
 #[derive(Debug, Clone, Copy)]
 pub enum Limit {
@@ -104,8 +100,8 @@ impl Tally {
             unexpected_replies: 0,
             missing_replies: 0,
             errors: Vec::new(),
-            send_lag: histogram(),
-            roundtrip: histogram(),
+            send_lag: latency_histogram(),
+            roundtrip: latency_histogram(),
         }
     }
 
@@ -236,6 +232,7 @@ pub fn run_thread(ctx: &Ctx, socks: Vec<(u32, OwnedFd)>) -> Tally {
     while mono_ns() < ctx.t0 {
         std::thread::sleep(Duration::from_micros(200));
     }
+    tally.last_progress = ctx.t0;
     loop {
         let now = mono_ns();
         let stopping = ctx.live.stop.load(Relaxed);
@@ -245,7 +242,6 @@ pub fn run_thread(ctx: &Ctx, socks: Vec<(u32, OwnedFd)>) -> Tally {
                 c.quota = c.seq;
             }
         }
-        tally.last_progress = tally.last_progress.max(ctx.t0);
         let stalled = ctx.plan.stall_timeout.is_some_and(|st| {
             now.saturating_sub(tally.last_progress) > st.as_nanos() as u64
                 && conns.iter().any(|c| !c.dead && c.pos < c.out.len())

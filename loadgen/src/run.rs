@@ -56,7 +56,7 @@ pub fn measure(args: &RunArgs) -> anyhow::Result<RunReport> {
         (None, None) => Shape::Default,
     };
     let payload = Arc::new(Payload::new(&shape, args.stamp.as_deref(), args.seed)?);
-    raise_fd_limit(args.connections);
+    ringway::gateway::raise_fd_limit();
     let mut socks = Vec::with_capacity(args.connections);
     for i in 0..args.connections {
         socks.push((
@@ -193,14 +193,4 @@ fn progress(quiet: bool) -> ProgressBar {
     bar.enable_steady_tick(Duration::from_millis(250));
     bar.set_message("connecting…");
     bar
-}
-
-/// Many connections need many descriptors: lift the soft limit to the hard one.
-pub fn raise_fd_limit(want: usize) {
-    use rustix::process::{getrlimit, setrlimit, Resource};
-    let mut lim = getrlimit(Resource::Nofile);
-    if lim.current.is_some_and(|c| c < want as u64 + 64) {
-        lim.current = lim.maximum;
-        let _ = setrlimit(Resource::Nofile, lim);
-    }
 }

@@ -24,6 +24,12 @@ pub fn mono_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
+/// A latency histogram: 1 ns to one hour, three significant digits (loadgen uses the same).
+#[must_use]
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_NS, 3).expect("valid bounds")
+}
+
 #[derive(Debug, Clone)]
 pub struct Histograms {
     pub ingest_to_sink: Histogram<u64>,
@@ -35,11 +41,10 @@ pub struct Histograms {
 
 impl Default for Histograms {
     fn default() -> Self {
-        let ns = || Histogram::new_with_bounds(1, MAX_NS, 3).expect("valid bounds");
         Histograms {
-            ingest_to_sink: ns(),
+            ingest_to_sink: latency_histogram(),
             batch_events: Histogram::new_with_bounds(1, 1 << 24, 3).expect("valid bounds"),
-            event_latency: ns(),
+            event_latency: latency_histogram(),
             unstamped: 0,
         }
     }
