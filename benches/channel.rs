@@ -100,7 +100,8 @@ fn expected(events: &[Vec<u8>], total: usize, producers: usize) -> Received {
 
 /// `ringway::channel`, `per_batch` events per `Batch`.
 fn batches(events: &[Vec<u8>], total: usize, producers: usize, per_batch: usize) -> Received {
-    let (tx, mut rx) = bounded(CAPACITY, WhenFull::Block, Arc::new(Counters::default()));
+    let (tx, rx) = bounded(1, CAPACITY, WhenFull::Block, Arc::new(Counters::default()));
+    let mut rx = rx.into_iter().next().expect("one lane");
     let hint = per_batch * 256;
     thread::scope(|s| {
         let consumer = s.spawn(move || {

@@ -171,7 +171,13 @@ fn ingest(ctx: &IngestCtx<'_>, dec: &mut Decoder, data: &[u8], mut emit: impl Fn
 /// `ingest` → `channel::bounded` → a null-sink thread.
 fn gateway(ctx: &IngestCtx<'_>, dec: &mut Decoder, data: &[u8]) -> Counts {
     let counters = Arc::new(Counters::default());
-    let (tx, mut rx) = bounded(ctx.channel.capacity.get(), ctx.channel.when_full, counters);
+    let (tx, rx) = bounded(
+        1,
+        ctx.channel.capacity.get(),
+        ctx.channel.when_full,
+        counters,
+    );
+    let mut rx = rx.into_iter().next().expect("one lane");
     thread::scope(|s| {
         let sink = s.spawn(move || {
             let mut counts = Counts::default();

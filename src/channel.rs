@@ -26,22 +26,39 @@ pub struct ConnMeta {
     pub source: Arc<SourceMeta>,
     /// Unique for the life of the process.
     pub id: u64,
+    /// SO_PEERCRED of a UNIX peer (else 0, u32::MAX, u32::MAX).
     pub pid: i32,
     pub uid: u32,
     pub gid: u32,
+    /// The address of a TCP peer.
+    pub peer_addr: Option<std::net::SocketAddr>,
     /// `{"meta":{…},"event":` rendered once per connection for `metadata = "envelope"`.
     pub envelope_prefix: Box<[u8]>,
+    /// Where a `reply` sink writes this connection's events back (when there is one).
+    pub reply: Option<crate::sink::reply::ReplyHandle>,
+}
+
+impl ConnMeta {
+    /// A reply sink holds more for this connection than its queue bound: stop reading from it.
+    #[inline]
+    pub fn reply_backlogged(&self) -> bool {
+        self.reply.as_ref().is_some_and(|r| r.backlogged())
+    }
 }
 
 /// What every connection of a source shares.
 #[derive(Debug)]
 pub struct SourceMeta {
     pub name: String,
-    /// The socket path, as configured.
+    /// `unix_socket_server`, `tcp_server`, `file`, `unix_socket_client`.
+    pub kind: &'static str,
+    /// The socket path, listening address or file, as configured.
     pub path: String,
     pub codec: Codec,
     /// `[telemetry] latency_field`: events' stamps are read into [`Batch::stamps`].
     pub latency_field: Option<String>,
+    /// The event stream (the channel's lane) this source's batches go to.
+    pub stream: usize,
 }
 
 /// A line that could not become an event, with the bytes to show for it.
@@ -114,10 +131,11 @@ impl Batch {
     }
 }
 
-/// The producing half; clone one per worker. The channel closes when the last one is dropped.
+/// The producing half; clone one per worker. A batch goes to the lane of its stream
+/// (`SourceMeta::stream`); a lane closes when the last sender is dropped.
 #[derive(Clone)]
 pub struct Sender {
-    tx: mpsc::Sender<Batch>,
+    lanes: Arc<[mpsc::Sender<Batch>]>,
     when_full: WhenFull,
     counters: Arc<Counters>,
 }
@@ -135,26 +153,34 @@ pub enum Offer {
     Closed(Batch),
 }
 
+/// One lane of `capacity` batches per event stream. Each stream's batches stay in order; a full
+/// lane holds back only its own producers.
 pub fn bounded(
+    streams: usize,
     capacity: usize,
     when_full: WhenFull,
     counters: Arc<Counters>,
-) -> (Sender, Receiver) {
-    let (tx, rx) = mpsc::channel(capacity);
+) -> (Sender, Vec<Receiver>) {
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..streams.max(1)).map(|_| mpsc::channel(capacity)).unzip();
     (
         Sender {
-            tx,
+            lanes: txs.into(),
             when_full,
             counters,
         },
-        rx,
+        rxs,
     )
 }
 
 impl Sender {
+    #[inline]
+    fn lane(&self, b: &Batch) -> &mpsc::Sender<Batch> {
+        &self.lanes[b.conn.source.stream.min(self.lanes.len() - 1)]
+    }
+
     /// Offer a batch without waiting (the io_uring workers).
     pub fn offer(&self, batch: Batch) -> Offer {
-        match self.tx.try_send(batch) {
+        match self.lane(&batch).try_send(batch) {
             Ok(()) => Offer::Sent,
             Err(mpsc::error::TrySendError::Full(b)) => match self.when_full {
                 WhenFull::Block => Offer::Full(b),
@@ -175,7 +201,7 @@ impl Sender {
         match self.offer(batch) {
             Offer::Sent | Offer::Dropped => Ok(()),
             Offer::Closed(b) => Err(b),
-            Offer::Full(b) => self.tx.send(b).await.map_err(|e| {
+            Offer::Full(b) => self.lane(&b).send(b).await.map_err(|e| {
                 self.lost(&e.0);
                 e.0
             }),
@@ -187,7 +213,7 @@ impl Sender {
         match self.offer(batch) {
             Offer::Sent | Offer::Dropped => Ok(()),
             Offer::Closed(b) => Err(b),
-            Offer::Full(b) => self.tx.blocking_send(b).map_err(|e| {
+            Offer::Full(b) => self.lane(&b).blocking_send(b).map_err(|e| {
                 self.lost(&e.0);
                 e.0
             }),

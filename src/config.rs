@@ -9,15 +9,15 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::codec::Codec;
-use crate::framing::{FramingConfig, Oversized};
-
 mod raw;
+mod sink;
+mod source;
 pub mod values;
 
 pub use raw::*;
+pub use sink::*;
+pub use source::*;
 pub use values::{parse_duration, parse_permissions};
-use values::{resolve_id, IdKind};
 
 /// The largest line or batch, in bytes.
 const MAX_LEN: usize = 1 << 30;
@@ -55,6 +55,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub sources: Vec<SourceConfig>,
     pub sinks: Vec<SinkConfig>,
+    /// Every event stream: the sources in order, then the replies of each client sink.
+    pub streams: Vec<Stream>,
     pub channel: ChannelConfig,
     pub dead_letter: SinkConfig,
     pub telemetry: TelemetryConfig,
@@ -69,60 +71,20 @@ pub struct TelemetryConfig {
     pub latency_field: Option<String>,
 }
 
+/// An event stream: a configured source, or what the peer of a client sink sends back. Each has
+/// its own lane in the channel, so a stalled sink holds back only the streams it takes.
 #[derive(Debug, Clone)]
-pub enum SourceConfig {
-    UnixSocketServer(UnixServerConfig),
-}
-
-impl SourceConfig {
-    pub fn name(&self) -> &str {
-        match self {
-            SourceConfig::UnixSocketServer(u) => &u.name,
-        }
-    }
-
-    pub fn codec(&self) -> Codec {
-        match self {
-            SourceConfig::UnixSocketServer(u) => u.codec,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct UnixServerConfig {
+pub struct Stream {
     pub name: String,
-    pub path: PathBuf,
-    /// File mode bits of the socket (e.g. 0o600).
-    pub permissions: u32,
-    pub owner: Option<u32>,
-    pub group: Option<u32>,
-    pub buf_size: NonZeroUsize,
-    pub backlog: u32,
-    pub codec: Codec,
-    pub framing: FramingConfig,
+    pub origin: StreamOrigin,
 }
 
-#[derive(Debug, Clone)]
-pub struct SinkConfig {
-    pub kind: SinkKind,
-    pub format: Format,
-}
-
-#[derive(Debug, Clone)]
-pub enum SinkKind {
-    File { path: PathBuf, mode: FileMode },
-    Stdout,
-    Null,
-    Log,
-}
-
-/// How a sink turns an event into bytes.
-#[derive(Debug, Clone)]
-pub struct Format {
-    pub codec: Codec,
-    /// `None` when `postprocessors = []`: events are written back to back.
-    pub separator: Option<u8>,
-    pub metadata: MetadataMode,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamOrigin {
+    /// `sources[i]`.
+    Source(usize),
+    /// The replies read by the client sink `sinks[i]`.
+    Replies(usize),
 }
 
 #[derive(Debug, Clone)]
@@ -224,6 +186,8 @@ impl RawConfig {
                 RawSource::UnixSocketServer(u) => {
                     SourceConfig::UnixSocketServer(u.validate(&field, i)?)
                 }
+                RawSource::TcpServer(t) => SourceConfig::TcpServer(t.validate(&field, i)?),
+                RawSource::File(f) => SourceConfig::File(f.validate(&field, i)?),
             });
         }
         for (i, a) in sources.iter().enumerate() {
@@ -234,33 +198,67 @@ impl RawConfig {
                         format!("the name {:?} is used by two sources", a.name()),
                     ));
                 }
-                let (SourceConfig::UnixSocketServer(x), SourceConfig::UnixSocketServer(y)) = (a, b);
-                if x.path == y.path {
+                let same = match (a, b) {
+                    (SourceConfig::UnixSocketServer(x), SourceConfig::UnixSocketServer(y)) => {
+                        x.path == y.path
+                    }
+                    (SourceConfig::TcpServer(x), SourceConfig::TcpServer(y)) => {
+                        x.addr == y.addr && x.addr.port() != 0
+                    }
+                    _ => false,
+                };
+                if same {
+                    let key = if a.kind() == "tcp_server" {
+                        "url"
+                    } else {
+                        "path"
+                    };
                     return Err(invalid(
-                        format!("sources[{i}].path"),
-                        format!("{} is used by two sources", x.path.display()),
+                        format!("sources[{i}].{key}"),
+                        format!("{} is used by two sources", a.address()),
                     ));
                 }
             }
         }
         let mut sinks = Vec::with_capacity(self.sinks.len());
+        let mut wanted = Vec::with_capacity(self.sinks.len());
         for (i, s) in self.sinks.into_iter().enumerate() {
-            let sink = s.validate(&format!("sinks[{i}]"))?;
+            let (sink, inputs) = s.validate(&format!("sinks[{i}]"), i)?;
             if matches!(sink.kind, SinkKind::Log) {
                 return Err(invalid(
                     format!("sinks[{i}].type"),
-                    "\"log\" is only for [dead_letter]; use file, stdout or null",
+                    "\"log\" is only for [dead_letter]; use file, stdout, null, unix_socket_client or reply",
                 ));
             }
             sinks.push(sink);
+            wanted.push(inputs);
         }
+        let streams = resolve_inputs(&sources, &mut sinks, wanted)?;
         let dead_letter = match self.dead_letter {
             None => SinkConfig {
+                name: "dead_letter".into(),
                 kind: SinkKind::Log,
                 format: Format::default(),
+                inputs: Vec::new(),
             },
             Some(s) => {
-                let d = s.validate("dead_letter")?;
+                let (mut d, inputs) = s.validate("dead_letter", 0)?;
+                d.name = "dead_letter".into();
+                if inputs.is_some() {
+                    return Err(invalid(
+                        "dead_letter.inputs",
+                        "the dead-letter sink takes the bad lines of every stream",
+                    ));
+                }
+                if !matches!(
+                    d.kind,
+                    SinkKind::File { .. } | SinkKind::Stdout | SinkKind::Null | SinkKind::Log
+                ) {
+                    return Err(invalid(
+                        "dead_letter.type",
+                        "use file, stdout, null or log for dead letters",
+                    ));
+                }
                 let f = &d.format;
                 let plain = Format::default();
                 for (key, differs) in [
@@ -338,213 +336,111 @@ impl RawConfig {
             shutdown_timeout,
             sources,
             sinks,
+            streams,
             channel,
             dead_letter,
         })
     }
 }
 
-impl RawUnixServer {
-    fn validate(self, field: &str, index: usize) -> Result<UnixServerConfig, Error> {
-        if self.path.as_os_str().is_empty() {
-            return Err(invalid(format!("{field}.path"), "must not be empty"));
-        }
-        // sun_path holds 108 bytes including the terminating NUL; the socket is first bound in
-        // a private directory beside the target, whose path is a little longer.
-        let parent_len = self.path.parent().map_or(1, |p| p.as_os_str().len().max(1));
-        if parent_len + crate::source::unix::PRIVATE_PATH_EXTRA > 107 {
-            return Err(invalid(
-                format!("{field}.path"),
-                format!(
-                    "the directory of {} is {parent_len} bytes long; a UNIX socket path holds at \
-                     most 107 bytes and ringway needs {} more to bind safely: use a shorter directory",
-                    self.path.display(),
-                    crate::source::unix::PRIVATE_PATH_EXTRA
-                ),
-            ));
-        }
-        if self.path.as_os_str().len() > 107 {
-            return Err(invalid(
-                format!("{field}.path"),
-                format!(
-                    "{} is {} bytes; a UNIX socket path holds at most 107",
-                    self.path.display(),
-                    self.path.as_os_str().len()
-                ),
-            ));
-        }
-        let permissions = match &self.permissions {
-            None => 0o600,
-            Some(p) => {
-                parse_permissions(p).map_err(|m| invalid(format!("{field}.permissions"), m))?
-            }
-        };
-        let owner = self
-            .owner
-            .as_ref()
-            .map(|o| resolve_id(o, IdKind::User))
-            .transpose()
-            .map_err(|m| invalid(format!("{field}.owner"), m))?;
-        let group = self
-            .group
-            .as_ref()
-            .map(|g| resolve_id(g, IdKind::Group))
-            .transpose()
-            .map_err(|m| invalid(format!("{field}.group"), m))?;
-        let buf_size = match self.buf_size {
-            None => 64 * 1024,
-            Some(n) if (64..=1024 * 1024).contains(&n) => n,
-            Some(n) => {
-                return Err(invalid(
-                    format!("{field}.buf_size"),
-                    format!("{n} is out of range: use 64 bytes to 1 MiB"),
-                ))
-            }
-        };
-        let framing = match self.preprocessors {
-            None => FramingConfig::default(),
-            Some(list) => framing_from(&list, &format!("{field}.preprocessors"))?,
-        };
-        Ok(UnixServerConfig {
-            name: self
-                .name
-                .unwrap_or_else(|| format!("unix_socket_server_{index}")),
-            path: self.path,
-            permissions,
-            owner,
-            group,
-            buf_size: NonZeroUsize::new(buf_size).unwrap(),
-            backlog: self.backlog.unwrap_or(1024),
-            codec: self.codec.into(),
-            framing,
+/// Name every event stream, check sink names, and turn each sink's `inputs` into stream indices.
+/// By default a sink takes every stream but the replies of its own connection (a loop); a
+/// `reply` sink takes every stream that can be replied to.
+fn resolve_inputs(
+    sources: &[SourceConfig],
+    sinks: &mut [SinkConfig],
+    wanted: Vec<Option<Vec<String>>>,
+) -> Result<Vec<Stream>, Error> {
+    let mut streams: Vec<Stream> = sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Stream {
+            name: s.name().to_string(),
+            origin: StreamOrigin::Source(i),
         })
-    }
-}
-
-fn framing_from(list: &[RawProcessor], field: &str) -> Result<FramingConfig, Error> {
-    let [one] = list else {
-        return Err(invalid(
-            field,
-            "exactly one preprocessor is supported: [\"separate\"]",
-        ));
-    };
-    let (name, cfg) = match one {
-        RawProcessor::Name(n) => (n.as_str(), None),
-        RawProcessor::Full(f) => (f.name.as_str(), Some(&f.config)),
-    };
-    if name != "separate" {
-        return Err(invalid(
-            format!("{field}[0]"),
-            format!("unknown preprocessor {name:?}: the only one is \"separate\""),
-        ));
-    }
-    let mut fc = FramingConfig::default();
-    if let Some(c) = cfg {
-        let f = format!("{field}[0].config");
-        if let Some(s) = &c.separator {
-            fc.separator = single_byte(s).map_err(|m| invalid(format!("{f}.separator"), m))?;
+        .collect();
+    for (i, sink) in sinks.iter().enumerate() {
+        if let Some(j) = sinks[..i].iter().position(|o| o.name == sink.name) {
+            return Err(invalid(
+                format!("sinks[{i}].name"),
+                format!("the name {:?} is used by sinks[{j}] too", sink.name),
+            ));
         }
-        if let Some(m) = c.max_length {
-            if m == 0 || m > MAX_LEN {
+        if matches!(sink.kind, SinkKind::Reply(_))
+            && sinks[..i]
+                .iter()
+                .any(|o| matches!(o.kind, SinkKind::Reply(_)))
+        {
+            return Err(invalid(
+                format!("sinks[{i}].type"),
+                "only one reply sink: each event goes back to its connection once",
+            ));
+        }
+        if matches!(sink.kind, SinkKind::UnixSocketClient(_)) {
+            if sources.iter().any(|s| s.name() == sink.name) {
                 return Err(invalid(
-                    format!("{f}.max_length"),
-                    "must be between 1 and 1 GiB",
+                    format!("sinks[{i}].name"),
+                    format!(
+                        "{:?} is a source's name too; a unix_socket_client's replies are the \
+                         event stream of that name, so it must be unique",
+                        sink.name
+                    ),
                 ));
             }
-            fc.max_length = m;
-        }
-        if let Some(o) = c.oversized {
-            fc.oversized = match o {
-                RawOversized::Drop => Oversized::Drop,
-                RawOversized::Truncate => Oversized::Truncate,
-            };
-        }
-        if let Some(b) = c.buffered {
-            fc.buffered = b;
-        }
-        if let Some(e) = c.emit_incomplete {
-            fc.emit_incomplete = e;
+            streams.push(Stream {
+                name: sink.name.clone(),
+                origin: StreamOrigin::Replies(i),
+            });
         }
     }
-    Ok(fc)
-}
-
-fn single_byte(s: &str) -> Result<u8, String> {
-    match s.as_bytes() {
-        [b] => Ok(*b),
-        _ => Err(format!(
-            "{s:?} is not a single byte separator such as \"\\n\""
-        )),
-    }
-}
-
-impl RawSink {
-    fn validate(self, field: &str) -> Result<SinkConfig, Error> {
-        let format =
-            |codec: RawCodec, post: Option<Vec<String>>, metadata| -> Result<Format, Error> {
-                let separator = match post.as_deref() {
-                    None => Some(b'\n'),
-                    Some([]) => None,
-                    Some([p]) if p == "separate" => Some(b'\n'),
-                    Some(_) => {
+    let replyable = |k: usize| match streams[k].origin {
+        StreamOrigin::Source(s) => sources[s].can_reply(),
+        StreamOrigin::Replies(_) => false,
+    };
+    for (i, (sink, names)) in sinks.iter_mut().zip(wanted).enumerate() {
+        let own = |k: usize| streams[k].origin == StreamOrigin::Replies(i);
+        let is_reply = matches!(sink.kind, SinkKind::Reply(_));
+        sink.inputs = match names {
+            None => (0..streams.len())
+                .filter(|&k| !own(k) && (!is_reply || replyable(k)))
+                .collect(),
+            Some(names) => {
+                let mut v = Vec::with_capacity(names.len());
+                for n in names {
+                    let field = format!("sinks[{i}].inputs");
+                    let Some(k) = streams.iter().position(|s| s.name == n) else {
+                        let known: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
                         return Err(invalid(
-                            format!("{field}.postprocessors"),
-                            "supported: [\"separate\"] (default) or []",
-                        ))
+                            field,
+                            format!(
+                                "no source or client sink is named {n:?} (there are: {})",
+                                known.join(", ")
+                            ),
+                        ));
+                    };
+                    if own(k) {
+                        return Err(invalid(
+                            field,
+                            format!("{n:?} is this sink's own replies: writing them back to the same peer is a loop"),
+                        ));
                     }
-                };
-                if metadata == MetadataMode::Envelope && codec != RawCodec::Json {
-                    return Err(invalid(
-                        format!("{field}.metadata"),
-                        "an envelope is a JSON object: it needs codec = \"json\"",
-                    ));
+                    if is_reply && !replyable(k) {
+                        return Err(invalid(
+                            field,
+                            format!("{n:?} cannot be replied to: only unix_socket_server and tcp_server connections can"),
+                        ));
+                    }
+                    if !v.contains(&k) {
+                        v.push(k);
+                    }
                 }
-                Ok(Format {
-                    codec: codec.into(),
-                    separator,
-                    metadata,
-                })
-            };
-        Ok(match self {
-            RawSink::File(f) => {
-                if f.path.as_os_str().is_empty() {
-                    return Err(invalid(format!("{field}.path"), "must not be empty"));
-                }
-                SinkConfig {
-                    format: format(f.codec, f.postprocessors, f.metadata)?,
-                    kind: SinkKind::File {
-                        path: f.path,
-                        mode: f.mode,
-                    },
-                }
+                v
             }
-            RawSink::Stdout(s) => SinkConfig {
-                kind: SinkKind::Stdout,
-                format: format(s.codec, s.postprocessors, s.metadata)?,
-            },
-            RawSink::Null(_) => SinkConfig {
-                kind: SinkKind::Null,
-                format: Format::default(),
-            },
-            RawSink::Log(_) => SinkConfig {
-                kind: SinkKind::Log,
-                format: Format::default(),
-            },
-        })
+        };
     }
+    Ok(streams)
 }
 
-impl Default for Format {
-    fn default() -> Self {
-        Format {
-            codec: Codec::Json,
-            separator: Some(b'\n'),
-            metadata: MetadataMode::None,
-        }
-    }
-}
-
-/// `"250ms"`, `"5s"`, `"2m"`, `"1h"`, or a bare number of seconds.
 #[cfg(test)]
 #[path = "config/tests.rs"]
 mod tests;

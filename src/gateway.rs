@@ -10,11 +10,11 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use crate::channel;
-use crate::config::{Config, IoMode, SourceConfig};
-use crate::sink;
+use crate::channel::{self, SourceMeta};
+use crate::config::{Config, IoMode, SinkKind, SourceConfig, StreamOrigin};
+use crate::sink::{self, client, reply::ReplyHub};
 use crate::source::balance::Balance;
-use crate::source::{epoll, unix, uring, Shutdown, SourceRt};
+use crate::source::{epoll, file, tcp, unix, uring, Listener, Shutdown, SourceRt};
 use crate::telemetry::{report, Counters, Snapshot};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +23,8 @@ pub enum Error {
     Uring(#[from] uring::Error),
     #[error(transparent)]
     Socket(#[from] unix::Error),
+    #[error(transparent)]
+    Tcp(#[from] tcp::Error),
     #[error(transparent)]
     Sink(#[from] sink::Error),
     #[error("{0}")]
@@ -103,36 +105,112 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
             ))
         })?;
     }
-    let sockets = cfg
-        .sources
-        .iter()
-        .enumerate()
-        .map(|(i, SourceConfig::UnixSocketServer(u))| unix::bind(u, i))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut listeners: Vec<Option<Listener>> = Vec::with_capacity(cfg.sources.len());
+    for (i, src) in cfg.sources.iter().enumerate() {
+        listeners.push(match src {
+            SourceConfig::UnixSocketServer(u) => Some(Listener::Unix(unix::bind(u, i)?)),
+            SourceConfig::TcpServer(t) => {
+                let (ls, addr) = tcp::bind(t, cfg.workers.get())?;
+                Some(Listener::Tcp(ls, addr))
+            }
+            SourceConfig::File(_) => None,
+        });
+    }
     let counters = Arc::new(Counters::default());
     let shutdown = Arc::new(Shutdown::default());
-    let (tx, rx) = channel::bounded(
+    let (tx, lanes) = channel::bounded(
+        cfg.streams.len(),
         cfg.channel.capacity.get(),
         cfg.channel.when_full,
         Arc::clone(&counters),
     );
-    let sink_thread = sink::start(&cfg, rx, Arc::clone(&counters), Arc::clone(&shutdown))?;
+    let reply_hub = cfg.sinks.iter().find_map(|s| match &s.kind {
+        SinkKind::Reply(r) => Some(Arc::new(ReplyHub::new(
+            runtime.handle().clone(),
+            r.clone(),
+            Arc::clone(&counters),
+        ))),
+        _ => None,
+    });
+    let room = Arc::new(tokio::sync::Notify::new());
+    let spools: Vec<_> = cfg
+        .sinks
+        .iter()
+        .map(|s| client::spool_for(s, &room))
+        .collect();
+    let sink_thread = sink::start(
+        &cfg,
+        sink::Wiring {
+            lanes,
+            counters: Arc::clone(&counters),
+            shutdown: Arc::clone(&shutdown),
+            spools: spools.clone(),
+            room,
+        },
+    )?;
     let ids = Arc::new(AtomicU64::new(1));
-    let sources: Arc<Vec<SourceRt>> = Arc::new(
-        cfg.sources
-            .iter()
-            .zip(&sockets)
-            .map(|(SourceConfig::UnixSocketServer(u), s)| {
-                SourceRt::new(
-                    u.clone(),
-                    s,
-                    Arc::clone(&ids),
-                    cfg.telemetry.latency_field.clone(),
-                )
-            })
-            .collect(),
-    );
+    let latency_field = cfg.telemetry.latency_field.clone();
+    // Client sinks: their threads, and the event streams of their replies.
+    let mut sink_threads = vec![sink_thread];
+    for (k, stream) in cfg.streams.iter().enumerate() {
+        let StreamOrigin::Replies(i) = stream.origin else {
+            continue;
+        };
+        let SinkKind::UnixSocketClient(u) = &cfg.sinks[i].kind else {
+            continue;
+        };
+        let replies = Arc::new(SourceMeta {
+            name: stream.name.clone(),
+            kind: "unix_socket_client",
+            path: u.path.to_string_lossy().into_owned(),
+            codec: cfg.sinks[i].format.codec,
+            latency_field: latency_field.clone(),
+            stream: k,
+        });
+        sink_threads.push(client::start(client::Args {
+            name: cfg.sinks[i].name.clone(),
+            cfg: u.clone(),
+            spool: Arc::clone(spools[i].as_ref().expect("a client sink has a spool")),
+            counters: Arc::clone(&counters),
+            shutdown: Arc::clone(&shutdown),
+            sender: tx.clone(),
+            replies,
+            ids: Arc::clone(&ids),
+            channel: cfg.channel.clone(),
+        }));
+    }
+    let reply_for = |src: &SourceConfig| reply_hub.clone().filter(|_| src.can_reply());
+    // Listening sources (read by the io_uring workers or the epoll tasks), and file sources.
+    let mut source_threads = Vec::new();
+    let mut listening = Vec::new();
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    for (i, (src, l)) in cfg.sources.iter().zip(&listeners).enumerate() {
+        let rt = SourceRt::new(
+            src.clone(),
+            l.as_ref(),
+            Arc::clone(&ids),
+            latency_field.clone(),
+            i,
+            reply_for(src),
+        );
+        if l.is_some() {
+            listening.push(rt);
+            continue;
+        }
+        match file::start(file::Args {
+            src: rt,
+            sender: tx.clone(),
+            counters: Arc::clone(&counters),
+            channel: cfg.channel.clone(),
+            shutdown: Arc::clone(&shutdown),
+        }) {
+            Ok(t) => source_threads.push(t),
+            Err(e) => {
+                let _ = fatal_tx.send(e.to_string());
+            }
+        }
+    }
+    let sources: Arc<Vec<SourceRt>> = Arc::new(listening);
 
     // Start the read loops. A failure to start one is fatal, but goes through the normal
     // shutdown so the ones already running stop before their sockets are closed.
@@ -141,6 +219,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut epoll_tasks = Vec::new();
     match mode {
+        _ if sources.is_empty() => {}
         Loop::Uring => match Balance::new(cfg.workers.get()) {
             Err(e) => {
                 let _ = fatal_tx.send(format!("eventfd: {e}"));
@@ -185,46 +264,62 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
                 shutdown: Arc::clone(&shutdown),
                 stop: stop_rx,
             };
-            for (i, sock) in sockets.iter().enumerate() {
-                let listener = match sock.listener.try_clone() {
-                    Ok(l) => l,
+            for (i, src) in sources.iter().enumerate() {
+                let l = listeners
+                    .iter()
+                    .flatten()
+                    .nth(i)
+                    .expect("a listening source has a listener");
+                let src = Arc::new(SourceRt::new(
+                    src.cfg.clone(),
+                    Some(l),
+                    Arc::clone(&ids),
+                    latency_field.clone(),
+                    src.meta.stream,
+                    reply_for(&src.cfg),
+                ));
+                let dups = match l.try_clone_all() {
+                    Ok(d) => d,
                     Err(e) => {
                         let _ = fatal_tx.send(format!("cannot share the listener: {e}"));
-                        break;
+                        continue;
                     }
                 };
-                let src = Arc::new(SourceRt::new(
-                    sources[i].cfg.clone(),
-                    sock,
-                    Arc::clone(&ids),
-                    cfg.telemetry.latency_field.clone(),
-                ));
-                let shared = shared.clone();
-                let fatal = fatal_tx.clone();
-                epoll_tasks.push(runtime.spawn(async move {
-                    if let Err(e) = epoll::run_source(src, listener, shared).await {
-                        let _ = fatal.send(format!("epoll source: {e}"));
-                    }
-                }));
+                for dup in dups {
+                    let (shared, fatal, src) = (shared.clone(), fatal_tx.clone(), Arc::clone(&src));
+                    epoll_tasks.push(runtime.spawn(async move {
+                        if let Err(e) = epoll::run_source(src, dup, shared).await {
+                            let _ = fatal.send(format!("epoll source: {e}"));
+                        }
+                    }));
+                }
             }
         }
     }
     drop(tx);
     drop(fatal_tx);
 
-    for s in sources.iter() {
+    for (src, l) in cfg.sources.iter().zip(&listeners) {
+        let at = match l {
+            Some(l) => l.describe(),
+            None => format!("file:{}", src.address()),
+        };
+        let verb = if l.is_some() {
+            "listening on"
+        } else {
+            "reading"
+        };
         eprintln!(
-            "ringway: listening on unix:{} (source {:?}, codec {}, io_mode {mode}, {} workers)",
-            s.cfg.path.display(),
-            s.cfg.name,
-            s.cfg.codec,
+            "ringway: {verb} {at} (source {:?}, codec {}, io_mode {mode}, {} workers)",
+            src.name(),
+            src.codec(),
             cfg.workers
         );
     }
-    if let Some(s) = sources.first() {
+    if let Some(Listener::Unix(u)) = listeners.iter().flatten().next() {
         eprintln!(
             "ringway: try: echo '{{\"hello\":\"world\"}}' | socat - UNIX-CONNECT:{}",
-            s.cfg.path.display()
+            u.path.display()
         );
     }
 
@@ -240,8 +335,8 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         "shutting down: no new connections; reading open ones to EOF for up to {:?}",
         cfg.shutdown_timeout
     );
-    for s in &sockets {
-        s.remove_path();
+    for l in listeners.iter().flatten() {
+        l.remove_path();
     }
     let shutdown_began = std::time::Instant::now();
     // A (further) signal means: stop now, without draining.
@@ -267,6 +362,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         .sink_give_up()
         .unwrap_or_else(std::time::Instant::now)
         + std::time::Duration::from_secs(2);
+    threads.extend(source_threads);
     let mut abandoned = !join_until(threads, give_up);
     abandoned |= !runtime.block_on(async {
         tokio::time::timeout_at(give_up.into(), async {
@@ -278,10 +374,14 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         .is_ok()
     });
     drop(sources);
-    abandoned |= !join_until(vec![sink_thread], give_up);
+    abandoned |= !join_until(sink_threads, give_up);
+    // The replies still queued for connections are written (or dropped and counted) by then.
+    if let Some(hub) = &reply_hub {
+        hub.wait_idle(give_up);
+    }
     if abandoned {
         // Threads may still use the listeners: leave them open (the paths are gone already).
-        std::mem::forget(sockets);
+        std::mem::forget(listeners);
         // Events neither written, dropped, nor already counted lost by a sink that gave up.
         let c = counters.snapshot();
         let unwritten = c
@@ -294,7 +394,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
             unwritten + c.lost_at_shutdown
         );
     } else {
-        drop(sockets);
+        drop(listeners);
     }
     runtime.shutdown_background();
     let hist = counters.histograms();

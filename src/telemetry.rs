@@ -41,6 +41,20 @@ pub struct Counters {
     pub parked: AtomicU64,
     /// io_uring: armed recvs that missed a wake-up (EOF or data) and were re-armed.
     pub recv_stalls_recovered: AtomicU64,
+    /// Reply sink: events that could not be written back (connection gone or closed for not
+    /// reading within `write_timeout`).
+    pub replies_dropped: AtomicU64,
+    /// Reply sink: connections closed because they took no replies for `write_timeout`.
+    pub reply_timeouts: AtomicU64,
+    /// Client sinks: connections made again after one was lost.
+    pub reconnects: AtomicU64,
+    /// Client sinks: connection attempts that failed.
+    pub connect_failures: AtomicU64,
+    /// Client sinks: events written again after a connection broke in the middle of their batch
+    /// (the peer may have read some of them twice).
+    pub resent: AtomicU64,
+    /// Client sinks whose circuit is open now (`max_retries` failed attempts in a row).
+    pub circuits_open: AtomicU64,
     /// Latency and batch-size histograms (recorded by the sink thread).
     pub histograms: Mutex<Histograms>,
 }
@@ -61,6 +75,12 @@ pub struct Snapshot {
     pub recv_out_of_buffers: u64,
     pub parked: u64,
     pub recv_stalls_recovered: u64,
+    pub replies_dropped: u64,
+    pub reply_timeouts: u64,
+    pub reconnects: u64,
+    pub connect_failures: u64,
+    pub resent: u64,
+    pub circuits_open: u64,
 }
 
 impl Counters {
@@ -79,6 +99,14 @@ impl Counters {
     /// A connection a source had accepted is closed.
     pub fn connection_closed(&self) {
         self.connections_active.fetch_sub(1, Relaxed);
+    }
+
+    pub fn circuit_opened(&self) {
+        self.circuits_open.fetch_add(1, Relaxed);
+    }
+
+    pub fn circuit_closed(&self) {
+        self.circuits_open.fetch_sub(1, Relaxed);
     }
 
     /// A copy of the histograms.
@@ -104,6 +132,12 @@ impl Counters {
             recv_out_of_buffers: self.recv_out_of_buffers.load(Relaxed),
             parked: self.parked.load(Relaxed),
             recv_stalls_recovered: self.recv_stalls_recovered.load(Relaxed),
+            replies_dropped: self.replies_dropped.load(Relaxed),
+            reply_timeouts: self.reply_timeouts.load(Relaxed),
+            reconnects: self.reconnects.load(Relaxed),
+            connect_failures: self.connect_failures.load(Relaxed),
+            resent: self.resent.load(Relaxed),
+            circuits_open: self.circuits_open.load(Relaxed),
         }
     }
 }
@@ -137,6 +171,18 @@ impl Snapshot {
         }
         if self.lost_at_shutdown > 0 {
             s.push_str(&format!(" lost_at_shutdown={}", self.lost_at_shutdown));
+        }
+        for (k, v) in [
+            ("replies_dropped", self.replies_dropped),
+            ("reply_timeouts", self.reply_timeouts),
+            ("reconnects", self.reconnects),
+            ("connect_failures", self.connect_failures),
+            ("resent", self.resent),
+            ("circuits_open", self.circuits_open),
+        ] {
+            if v > 0 {
+                s.push_str(&format!(" {k}={v}"));
+            }
         }
         s
     }

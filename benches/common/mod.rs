@@ -24,14 +24,18 @@ pub fn conn_meta(id: u64) -> Arc<ConnMeta> {
     Arc::new(ConnMeta {
         source: Arc::new(SourceMeta {
             name: "bench".into(),
+            kind: "unix_socket_server",
             path: "/run/ringway-bench.sock".into(),
             codec: Codec::Json,
             latency_field: None,
+            stream: 0,
         }),
         id,
         pid: 0,
         uid: u32::MAX,
         gid: u32::MAX,
+        peer_addr: None,
         envelope_prefix: Box::default(),
+        reply: None,
     })
 }

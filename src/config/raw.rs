@@ -54,6 +54,8 @@ pub enum IoMode {
 #[derive(Debug)]
 pub enum RawSource {
     UnixSocketServer(RawUnixServer),
+    TcpServer(RawTcpServer),
+    File(RawFileSource),
 }
 
 impl<'de> Deserialize<'de> for RawSource {
@@ -61,9 +63,11 @@ impl<'de> Deserialize<'de> for RawSource {
         let (kind, table) = tagged(d)?;
         match kind.as_str() {
             "unix_socket_server" => Ok(RawSource::UnixSocketServer(inner(table)?)),
+            "tcp_server" => Ok(RawSource::TcpServer(inner(table)?)),
+            "file" => Ok(RawSource::File(inner(table)?)),
             other => Err(field_error(
                 "type",
-                format!("unknown source type {other:?}, expected \"unix_socket_server\""),
+                format!("unknown source type {other:?}, expected \"unix_socket_server\", \"tcp_server\" or \"file\""),
             )),
         }
     }
@@ -84,6 +88,54 @@ pub struct RawUnixServer {
     pub preprocessors: Option<Vec<RawProcessor>>,
 }
 
+/// `type = "tcp_server"`: `url = "127.0.0.1:4242"`, or `host` and `port`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTcpServer {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub buf_size: Option<usize>,
+    pub backlog: Option<u32>,
+    #[serde(default)]
+    pub socket_options: RawSocketOptions,
+    #[serde(default)]
+    pub codec: RawCodec,
+    pub preprocessors: Option<Vec<RawProcessor>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSocketOptions {
+    #[serde(default = "yes")]
+    pub no_delay: bool,
+}
+
+impl Default for RawSocketOptions {
+    fn default() -> Self {
+        RawSocketOptions { no_delay: true }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `type = "file"` as a source: read an NDJSON file once, or follow it like `tail -F`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFileSource {
+    pub name: Option<String>,
+    pub path: PathBuf,
+    #[serde(default)]
+    pub follow: bool,
+    pub buf_size: Option<usize>,
+    #[serde(default)]
+    pub codec: RawCodec,
+    pub preprocessors: Option<Vec<RawProcessor>>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum NameOrId {
@@ -92,7 +144,7 @@ pub enum NameOrId {
 }
 
 /// `"separate"` or `{ name = "separate", config = { … } }`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum RawProcessor {
     Name(String),
     Full(RawProcessorFull),
@@ -111,7 +163,7 @@ impl<'de> Deserialize<'de> for RawProcessor {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProcessorFull {
     pub name: String,
@@ -119,7 +171,7 @@ pub struct RawProcessorFull {
     pub config: RawSeparate,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSeparate {
     pub separator: Option<String>,
@@ -140,7 +192,9 @@ pub enum RawOversized {
 pub enum RawSink {
     File(RawFileSink),
     Stdout(RawStdoutSink),
-    Null(RawNoOptions),
+    Null(RawNullSink),
+    UnixSocketClient(RawUnixClient),
+    Reply(RawReplySink),
     /// Only for `[dead_letter]`: a rate-limited `warn!` line per record.
     Log(RawNoOptions),
 }
@@ -148,6 +202,8 @@ pub enum RawSink {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFileSink {
+    pub name: Option<String>,
+    pub inputs: Option<Vec<String>>,
     pub path: PathBuf,
     #[serde(default)]
     pub mode: FileMode,
@@ -161,6 +217,8 @@ pub struct RawFileSink {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStdoutSink {
+    pub name: Option<String>,
+    pub inputs: Option<Vec<String>>,
     #[serde(default)]
     pub codec: RawCodec,
     pub postprocessors: Option<Vec<String>>,
@@ -172,6 +230,65 @@ pub struct RawStdoutSink {
 #[serde(deny_unknown_fields)]
 pub struct RawNoOptions {}
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNullSink {
+    pub name: Option<String>,
+    pub inputs: Option<Vec<String>>,
+}
+
+/// `type = "unix_socket_client"`: a sink that connects to `path`; what the peer sends back is
+/// an event stream of the same name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUnixClient {
+    pub name: Option<String>,
+    pub inputs: Option<Vec<String>>,
+    pub path: PathBuf,
+    pub buf_size: Option<usize>,
+    #[serde(default)]
+    pub reconnect: RawReconnect,
+    pub spool_bytes: Option<usize>,
+    #[serde(default)]
+    pub codec: RawCodec,
+    pub postprocessors: Option<Vec<String>>,
+    pub preprocessors: Option<Vec<RawProcessor>>,
+    #[serde(default)]
+    pub metadata: MetadataMode,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReconnect {
+    #[serde(default)]
+    pub retry: RawRetry,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub interval_ms: Option<u64>,
+    pub growth_rate: Option<f64>,
+    pub max_retries: Option<u64>,
+    pub max_interval_ms: Option<u64>,
+    pub jitter: Option<f64>,
+}
+
+/// `type = "reply"`: each event back down the connection it came from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReplySink {
+    pub name: Option<String>,
+    pub inputs: Option<Vec<String>>,
+    pub queue_bytes: Option<usize>,
+    pub write_timeout: Option<RawDuration>,
+    #[serde(default)]
+    pub codec: RawCodec,
+    pub postprocessors: Option<Vec<String>>,
+    #[serde(default)]
+    pub metadata: MetadataMode,
+}
+
 impl<'de> Deserialize<'de> for RawSink {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let (kind, table) = tagged(d)?;
@@ -179,10 +296,12 @@ impl<'de> Deserialize<'de> for RawSink {
             "file" => Ok(RawSink::File(inner(table)?)),
             "stdout" => Ok(RawSink::Stdout(inner(table)?)),
             "null" => Ok(RawSink::Null(inner(table)?)),
+            "unix_socket_client" => Ok(RawSink::UnixSocketClient(inner(table)?)),
+            "reply" => Ok(RawSink::Reply(inner(table)?)),
             "log" => Ok(RawSink::Log(inner(table)?)),
             other => Err(field_error(
                 "type",
-                format!("unknown sink type {other:?}, expected \"file\", \"stdout\" or \"null\" (or \"log\" for [dead_letter])"),
+                format!("unknown sink type {other:?}, expected \"file\", \"stdout\", \"null\", \"unix_socket_client\" or \"reply\" (or \"log\" for [dead_letter])"),
             )),
         }
     }

@@ -67,7 +67,9 @@ fn preprocessor_forms() {
         "path = \"/tmp/x.sock\"\npreprocessors = [{ name = \"separate\", config = { separator = \"|\", max_length = 10, buffered = false } }]",
     ))
     .unwrap();
-    let SourceConfig::UnixSocketServer(u) = &c.sources[0];
+    let SourceConfig::UnixSocketServer(u) = &c.sources[0] else {
+        panic!("a unix source")
+    };
     assert_eq!(u.framing.separator, b'|');
     assert_eq!(u.framing.max_length, 10);
     assert!(!u.framing.buffered);

@@ -60,17 +60,49 @@ fn escape_into(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&b[start..]);
 }
 
-/// `{"meta":{"source":…,"unix_socket_server":{"path":…,"peer":id,"pid":…,"uid":…,"gid":…}},"event":`
-pub fn envelope_prefix(src: &SourceMeta, id: u64, pid: i32, uid: u32, gid: u32) -> Vec<u8> {
+/// `{"meta":{"source":…,"<kind>":{…}},"event":`, rendered once per connection. The inner object is
+/// `{"path","peer":id,"pid","uid","gid"}` for a UNIX server, `{"url","conn":id,"peer":{"host","port"}}`
+/// for TCP, `{"path"}` for a file, `{"peer":path,"conn":id}` for a client sink's replies.
+pub fn envelope_prefix(
+    src: &SourceMeta,
+    id: u64,
+    (pid, uid, gid): (i32, u32, u32),
+    peer_addr: Option<std::net::SocketAddr>,
+) -> Vec<u8> {
     let mut v = Vec::with_capacity(128 + src.path.len());
     v.extend_from_slice(b"{\"meta\":{\"source\":");
     json_str(&mut v, src.name.as_bytes());
-    v.extend_from_slice(b",\"unix_socket_server\":{\"path\":");
-    json_str(&mut v, src.path.as_bytes());
-    let _ = write!(
-        v,
-        ",\"peer\":{id},\"pid\":{pid},\"uid\":{uid},\"gid\":{gid}}}}},\"event\":"
-    );
+    let _ = write!(v, ",\"{}\":{{", src.kind);
+    match src.kind {
+        "tcp_server" => {
+            v.extend_from_slice(b"\"url\":");
+            json_str(&mut v, src.path.as_bytes());
+            let _ = write!(v, ",\"conn\":{id}");
+            if let Some(a) = peer_addr {
+                v.extend_from_slice(b",\"peer\":{\"host\":");
+                json_str(&mut v, a.ip().to_string().as_bytes());
+                let _ = write!(v, ",\"port\":{}}}", a.port());
+            }
+        }
+        "file" => {
+            v.extend_from_slice(b"\"path\":");
+            json_str(&mut v, src.path.as_bytes());
+        }
+        "unix_socket_client" => {
+            v.extend_from_slice(b"\"peer\":");
+            json_str(&mut v, src.path.as_bytes());
+            let _ = write!(v, ",\"conn\":{id}");
+        }
+        _ => {
+            v.extend_from_slice(b"\"path\":");
+            json_str(&mut v, src.path.as_bytes());
+            let _ = write!(
+                v,
+                ",\"peer\":{id},\"pid\":{pid},\"uid\":{uid},\"gid\":{gid}"
+            );
+        }
+    }
+    v.extend_from_slice(b"}},\"event\":");
     v
 }
 
@@ -133,6 +165,11 @@ pub fn dead_letter(out: &mut Vec<u8>, conn: &ConnMeta, d: &DeadLetter) {
         (d.raw.len() as u64) < d.len
     );
     json_str(out, &d.raw);
+    if let Some(a) = conn.peer_addr {
+        out.extend_from_slice(b",\"remote\":{\"host\":");
+        json_str(out, a.ip().to_string().as_bytes());
+        let _ = write!(out, ",\"port\":{}}}", a.port());
+    }
     out.extend_from_slice(b"}\n");
 }
 

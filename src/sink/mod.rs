@@ -1,24 +1,42 @@
-//! Sinks: where events go. One thread runs them all, in the order batches arrive.
+//! Sinks: where events go. One thread takes batches from every lane of the channel and hands
+//! each to the sinks whose `inputs` name its stream.
 //!
-//! In: batches from the channel. Out: bytes in files, on stdout, or nowhere (`null`); dead-letter
-//! records to the `[dead_letter]` sink. Every sink gets every event. A sink that writes raw
-//! events (the default format) writes them straight from the batches with `writev`, so the bytes
-//! copied out of the receive buffer are not copied again; other formats encode into a buffer. A write error is logged
-//! (rate-limited), counted and retried with backoff, in order; nothing is dropped, so while a sink
-//! cannot write, the channel fills and the sources feel backpressure. Only after shutdown has
-//! been requested and its grace has run out twice over does a sink give up, and the events it
-//! could not write are counted as `lost_at_shutdown`. What it does not do: decide what is valid.
+//! In: batches from the channel's lanes (one per event stream). Out: bytes in files, on stdout,
+//! nowhere (`null`), back to the connection they came from (`reply`), or to a peer socket
+//! (`unix_socket_client`, through its spool and thread); dead-letter records to `[dead_letter]`.
+//!
+//! - File, stdout, null and reply are written by this thread. Raw events (the default format)
+//!   go straight from the batches with `writev`, so the bytes copied out of the receive buffer are
+//!   not copied again; other formats encode into a buffer. A write error is logged
+//!   (rate-limited), counted and retried with backoff, in order: nothing is dropped, so while such
+//!   a sink cannot write, the lanes fill and the sources feel backpressure.
+//! - A client sink has a bounded spool and a thread of its own. When its spool is full, the
+//!   batches of the streams it takes wait in their lanes (and their sources feel backpressure)
+//!   while every other stream goes on, so a client that waits for its own peer's replies never
+//!   waits on itself.
+//! - An event counts in `events_out` once every sink it was for has written it (each batch is a
+//!   [`Delivery`], counted when its last holder lets go). Only after shutdown has been requested
+//!   and its grace has run out twice over does a sink give up; what it could not write is then
+//!   counted as `lost_at_shutdown`.
+//!
+//! What it does not do: decide what is valid.
 
+pub mod client;
 pub mod encode;
 mod output;
+pub mod reply;
 
 use std::io::IoSlice;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::Notify;
+
 use crate::channel::{Batch, Receiver};
-use crate::config::{Config, SinkConfig};
+use crate::config::{Config, SinkConfig, SinkKind};
 use crate::source::Shutdown;
 use crate::telemetry::{Counters, RateLimit};
 use output::Output;
@@ -37,10 +55,135 @@ pub enum Error {
 const FLUSH_AT: usize = 256 * 1024;
 /// At most this many batches in one `writev`.
 const MAX_IOV: usize = 512;
+/// Batches taken from one lane before looking at the next.
+const LANE_TURN: usize = 64;
+
+/// A batch on its way through the sinks. When the last sink lets go of it, its events count as
+/// written (`events_out`, and the latency histograms), or as `lost_at_shutdown` if a sink that
+/// had it gave up.
+pub struct Delivery {
+    pub batch: Batch,
+    failed: AtomicBool,
+    counters: Arc<Counters>,
+}
+
+impl Delivery {
+    pub fn new(batch: Batch, counters: &Arc<Counters>) -> Arc<Delivery> {
+        Arc::new(Delivery {
+            batch,
+            failed: AtomicBool::new(false),
+            counters: Arc::clone(counters),
+        })
+    }
+
+    /// A sink that had this batch gave up on it.
+    pub fn fail(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
+    pub fn stream(&self) -> usize {
+        self.batch.conn.source.stream
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        let b = &self.batch;
+        let n = b.events() as u64;
+        if self.failed.load(Ordering::Relaxed) {
+            Counters::add(&self.counters.lost_at_shutdown, n);
+            return;
+        }
+        Counters::add(&self.counters.events_out, n);
+        if n > 0 {
+            let now = crate::telemetry::mono_ns();
+            let mut h = self
+                .counters
+                .histograms
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            h.record_batch(now, b.born, n, &b.stamps);
+        }
+    }
+}
+
+/// What the sink side needs from the gateway.
+pub struct Wiring {
+    pub lanes: Vec<Receiver>,
+    pub counters: Arc<Counters>,
+    pub shutdown: Arc<Shutdown>,
+    /// The spools of the client sinks, by sink index (started by [`client::start`]).
+    pub spools: Vec<Option<Arc<client::Spool>>>,
+    /// Woken when a spool has room again.
+    pub room: Arc<Notify>,
+}
+
+/// Open every sink this thread writes (so a bad path fails at start, not at the first event)
+/// and start the thread.
+pub fn start(cfg: &Config, w: Wiring) -> Result<JoinHandle<()>, Error> {
+    let streams = cfg.streams.len();
+    let codec_of = |k: usize| match cfg.streams[k].origin {
+        crate::config::StreamOrigin::Source(i) => cfg.sources[i].codec(),
+        crate::config::StreamOrigin::Replies(i) => cfg.sinks[i].format.codec,
+    };
+    let mut sinks = Vec::with_capacity(cfg.sinks.len());
+    for (i, c) in cfg.sinks.iter().enumerate() {
+        let mut wants = vec![false; streams];
+        for &k in &c.inputs {
+            wants[k] = true;
+        }
+        let passthrough = c
+            .inputs
+            .iter()
+            .all(|&k| encode::is_passthrough(&c.format, codec_of(k)));
+        let target = match &c.kind {
+            SinkKind::UnixSocketClient(_) => {
+                Target::Spool(Arc::clone(w.spools[i].as_ref().expect("client spool")))
+            }
+            SinkKind::Reply(_) => Target::Reply,
+            _ => Target::Out(Output::open(c, &format!("sinks[{i}]"))?),
+        };
+        sinks.push(Sink {
+            cfg: c.clone(),
+            wants,
+            target,
+            passthrough,
+            buf: Vec::new(),
+            gave_up: false,
+        });
+    }
+    let dead = Sink {
+        target: Target::Out(Output::open(&cfg.dead_letter, "dead_letter")?),
+        cfg: cfg.dead_letter.clone(),
+        wants: Vec::new(),
+        passthrough: false,
+        buf: Vec::new(),
+        gave_up: false,
+    };
+    Ok(std::thread::Builder::new()
+        .name("ringway-sink".into())
+        .spawn(move || run(sinks, dead, w))
+        .expect("spawning the sink thread"))
+}
+
+struct Lane {
+    rx: Receiver,
+    open: bool,
+    /// A batch taken from this lane that a full spool could not take yet.
+    held: Option<Arc<Delivery>>,
+}
+
+enum Target {
+    Out(Output),
+    Reply,
+    Spool(Arc<client::Spool>),
+}
 
 struct Sink {
     cfg: SinkConfig,
-    out: Output,
+    /// By stream index: does this sink take that stream?
+    wants: Vec<bool>,
+    target: Target,
     /// Raw events, `\n`-separated: written straight from the batches (`writev`), no copy.
     passthrough: bool,
     /// Encoded bytes, for sinks that are not passthrough.
@@ -49,127 +192,234 @@ struct Sink {
     gave_up: bool,
 }
 
-/// Open every sink (so a bad path fails at start, not at the first event) and start the thread.
-pub fn start(
-    cfg: &Config,
-    rx: Receiver,
-    counters: Arc<Counters>,
-    shutdown: Arc<Shutdown>,
-) -> Result<JoinHandle<()>, Error> {
-    let codecs: Vec<_> = cfg.sources.iter().map(|s| s.codec()).collect();
-    let open = |c: &SinkConfig, name: String, dead: bool| -> Result<Sink, Error> {
-        Ok(Sink {
-            out: Output::open(c, &name)?,
-            passthrough: !dead && codecs.iter().all(|&k| encode::is_passthrough(&c.format, k)),
-            cfg: c.clone(),
-            buf: Vec::new(),
-            gave_up: false,
-        })
-    };
-    let sinks = cfg
-        .sinks
-        .iter()
-        .enumerate()
-        .map(|(i, c)| open(c, format!("sinks[{i}]"), false))
-        .collect::<Result<Vec<_>, _>>()?;
-    let dead = open(&cfg.dead_letter, "dead_letter".into(), true)?;
-    Ok(std::thread::Builder::new()
-        .name("ringway-sink".into())
-        .spawn(move || run(sinks, dead, rx, counters, shutdown))
-        .expect("spawning the sink thread"))
+struct Loop {
+    sinks: Vec<Sink>,
+    dead: Sink,
+    /// Batches handed to the sinks this thread writes, not yet flushed.
+    pending: Vec<Arc<Delivery>>,
+    pending_bytes: usize,
+    ctx: WriteCtx,
 }
 
-fn run(
-    mut sinks: Vec<Sink>,
-    mut dead: Sink,
-    mut rx: Receiver,
-    counters: Arc<Counters>,
-    shutdown: Arc<Shutdown>,
-) {
-    let mut ctx = WriteCtx {
-        counters: &counters,
-        shutdown: &shutdown,
-        warn: RateLimit::new(2),
+fn run(sinks: Vec<Sink>, dead: Sink, w: Wiring) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("the sink thread's waiting runtime");
+    let mut lanes: Vec<Lane> = w
+        .lanes
+        .into_iter()
+        .map(|rx| Lane {
+            rx,
+            open: true,
+            held: None,
+        })
+        .collect();
+    let mut l = Loop {
+        sinks,
+        dead,
+        pending: Vec::with_capacity(MAX_IOV),
+        pending_bytes: 0,
+        ctx: WriteCtx {
+            counters: Arc::clone(&w.counters),
+            shutdown: Arc::clone(&w.shutdown),
+            warn: RateLimit::new(2),
+        },
     };
-    // Batches received and not yet written by the passthrough sinks.
-    let mut pending: Vec<Batch> = Vec::with_capacity(MAX_IOV);
-    let mut pending_bytes = 0usize;
+    let mut sealed = vec![false; l.sinks.len()];
+    let mut start = 0usize;
     loop {
-        let batch = rx.blocking_recv();
-        let closed = batch.is_none();
-        if let Some(b) = batch {
-            for s in sinks.iter_mut().filter(|s| !s.passthrough) {
-                s.encode(&b);
+        let mut progressed = false;
+        // Batches a full spool refused: offered again first, in their lanes' order.
+        for lane in lanes.iter_mut() {
+            if let Some(d) = lane.held.take() {
+                if l.has_room(&d) {
+                    l.dispatch(d);
+                    progressed = true;
+                } else {
+                    lane.held = Some(d);
+                }
             }
-            if !b.dead.is_empty() {
-                dead.encode_dead(&b);
-            }
-            pending_bytes += b.data.len();
-            pending.push(b);
         }
-        let idle = closed || rx.is_empty();
-        if idle
-            || pending_bytes >= FLUSH_AT
-            || pending.len() >= MAX_IOV
-            || sinks.iter().chain([&dead]).any(|s| s.buf.len() >= FLUSH_AT)
-        {
-            let events: u64 = pending.iter().map(|b| b.events() as u64).sum();
-            let mut complete = true;
-            for s in sinks.iter_mut() {
-                complete &= s.flush(&pending, &mut ctx);
+        let n = lanes.len();
+        for k in 0..n {
+            let lane = &mut lanes[(start + k) % n];
+            let mut taken = 0;
+            while lane.open && lane.held.is_none() && taken < LANE_TURN {
+                match lane.rx.try_recv() {
+                    Ok(b) => {
+                        taken += 1;
+                        progressed = true;
+                        l.take(lane, b);
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => lane.open = false,
+                }
             }
-            dead.flush(&[], &mut ctx);
-            // events_out: written by every sink; lost_at_shutdown: missed by at least one.
-            if complete {
-                record_latencies(&counters, &pending);
-                Counters::add(&counters.events_out, events);
-            } else {
-                Counters::add(&counters.lost_at_shutdown, events);
+            if l.pending_bytes >= FLUSH_AT || l.pending.len() >= MAX_IOV {
+                l.flush();
             }
-            pending.clear();
-            pending_bytes = 0;
         }
-        if closed {
+        start = start.wrapping_add(1);
+        // A spool whose streams have all ended gets no more: its thread sends the rest and ends.
+        for (i, s) in l.sinks.iter().enumerate() {
+            if let Target::Spool(sp) = &s.target {
+                if !sealed[i]
+                    && lanes
+                        .iter()
+                        .enumerate()
+                        .all(|(k, lane)| !s.wants[k] || (!lane.open && lane.held.is_none()))
+                {
+                    sealed[i] = true;
+                    sp.seal();
+                }
+            }
+        }
+        if lanes.iter().all(|x| !x.open && x.held.is_none()) {
             break;
         }
+        if progressed {
+            continue;
+        }
+        // Nothing to take right now: write what is waiting, then sleep until a lane has a
+        // batch, or a spool has room for a held one.
+        l.flush();
+        if let Some((k, got)) = rt.block_on(wait(&mut lanes, &w.room)) {
+            match got {
+                Some(b) => l.take(&mut lanes[k], b),
+                None => lanes[k].open = false,
+            }
+        }
     }
-    for s in sinks.iter_mut().chain(std::iter::once(&mut dead)) {
-        if let Err(e) = s.out.sync() {
-            tracing::warn!(sink = %s.out.name(), error = %e, "fsync failed at shutdown");
+    l.flush();
+    for s in l.sinks.iter_mut().chain(std::iter::once(&mut l.dead)) {
+        if let Target::Spool(sp) = &s.target {
+            sp.seal();
+        }
+        if let Target::Out(out) = &mut s.target {
+            if let Err(e) = out.sync() {
+                tracing::warn!(sink = %out.name(), error = %e, "fsync failed at shutdown");
+            }
         }
     }
 }
 
-/// The batches just written: their ingest-to-sink latency, sizes and event stamps.
-fn record_latencies(counters: &Counters, written: &[Batch]) {
-    let now = crate::telemetry::mono_ns();
-    let mut h = counters
-        .histograms
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    for b in written {
-        h.record_batch(now, b.born, b.events() as u64, &b.stamps);
+/// Wait for the first lane with something (a batch, or its end), or for room in a spool.
+async fn wait(lanes: &mut [Lane], room: &Notify) -> Option<(usize, Option<Batch>)> {
+    let notified = room.notified();
+    tokio::pin!(notified);
+    let any_held = lanes.iter().any(|l| l.held.is_some());
+    std::future::poll_fn(|cx| {
+        for (k, lane) in lanes.iter_mut().enumerate() {
+            if lane.open && lane.held.is_none() {
+                if let std::task::Poll::Ready(got) = lane.rx.poll_recv(cx) {
+                    return std::task::Poll::Ready(Some((k, got)));
+                }
+            }
+        }
+        if any_held && notified.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(None);
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+use std::future::Future;
+
+impl Loop {
+    /// A batch from `lane`: its dead letters go to the dead-letter sink at once; its events to
+    /// the sinks, unless a spool that takes them is full (then the lane holds it).
+    fn take(&mut self, lane: &mut Lane, b: Batch) {
+        if !b.dead.is_empty() {
+            self.dead.encode_dead(&b);
+        }
+        let d = Delivery::new(b, &self.ctx.counters);
+        if self.has_room(&d) {
+            self.dispatch(d);
+        } else {
+            lane.held = Some(d);
+        }
+    }
+
+    fn has_room(&self, d: &Delivery) -> bool {
+        let k = d.stream();
+        self.sinks.iter().all(|s| match &s.target {
+            Target::Spool(sp) if s.wants.get(k) == Some(&true) => sp.has_room(),
+            _ => true,
+        })
+    }
+
+    fn dispatch(&mut self, d: Arc<Delivery>) {
+        let k = d.stream();
+        if d.batch.events() == 0 {
+            return; // dead letters only: already with the dead-letter sink
+        }
+        let mut local = false;
+        for s in self.sinks.iter_mut() {
+            if s.wants.get(k) != Some(&true) {
+                continue;
+            }
+            match &s.target {
+                Target::Spool(sp) => {
+                    let encoded = (!s.passthrough).then(|| {
+                        let mut v = Vec::new();
+                        encode::batch(&mut v, &s.cfg.format, &d.batch);
+                        v
+                    });
+                    sp.push(Arc::clone(&d), encoded);
+                }
+                Target::Out(out) if out.is_null() => {}
+                Target::Out(_) | Target::Reply => {
+                    local = true;
+                    if !s.passthrough {
+                        encode::batch(&mut s.buf, &s.cfg.format, &d.batch);
+                    }
+                }
+            }
+        }
+        if local {
+            self.pending_bytes += d.batch.data.len();
+            self.pending.push(d);
+        }
+    }
+
+    /// Write what the sinks of this thread have waiting.
+    fn flush(&mut self) {
+        if self.pending.is_empty() && self.dead.buf.is_empty() {
+            return;
+        }
+        for s in self.sinks.iter_mut() {
+            if !s.flush(&self.pending, &mut self.ctx) {
+                for d in self
+                    .pending
+                    .iter()
+                    .filter(|d| s.wants.get(d.stream()) == Some(&true))
+                {
+                    d.fail();
+                }
+            }
+        }
+        self.dead.flush(&[], &mut self.ctx);
+        self.pending.clear();
+        self.pending_bytes = 0;
     }
 }
 
-struct WriteCtx<'a> {
-    counters: &'a Counters,
-    shutdown: &'a Shutdown,
+struct WriteCtx {
+    counters: Arc<Counters>,
+    shutdown: Arc<Shutdown>,
     warn: RateLimit,
 }
 
 impl Sink {
-    fn encode(&mut self, batch: &Batch) {
-        if !self.out.is_null() {
-            encode::batch(&mut self.buf, &self.cfg.format, batch);
-        }
-    }
-
     fn encode_dead(&mut self, batch: &Batch) {
+        let Target::Out(out) = &mut self.target else {
+            return;
+        };
         for d in &batch.dead {
-            if self.out.is_log() {
-                self.out.log_dead_letter(&batch.conn, d);
-            } else if !self.out.is_null() {
+            if out.is_log() {
+                out.log_dead_letter(&batch.conn, d);
+            } else if !out.is_null() {
                 encode::dead_letter(&mut self.buf, &batch.conn, d);
             }
         }
@@ -177,30 +427,57 @@ impl Sink {
 
     /// Write what is waiting (the pending batches if passthrough, else the buffer), retrying
     /// with backoff. False if it gave up (the shutdown grace ran out).
-    fn flush(&mut self, pending: &[Batch], ctx: &mut WriteCtx<'_>) -> bool {
-        if self.out.is_null() {
-            return true;
+    fn flush(&mut self, pending: &[Arc<Delivery>], ctx: &mut WriteCtx) -> bool {
+        match &mut self.target {
+            Target::Spool(_) => true,
+            Target::Reply => {
+                self.reply(pending, &ctx.counters);
+                true
+            }
+            Target::Out(out) if out.is_null() => true,
+            Target::Out(out) => {
+                if self.passthrough {
+                    let mut slices: Vec<IoSlice<'_>> = pending
+                        .iter()
+                        .filter(|d| self.wants.get(d.stream()) == Some(&true))
+                        .filter(|d| !d.batch.data.is_empty())
+                        .map(|d| IoSlice::new(&d.batch.data))
+                        .collect();
+                    write_all(out, &mut slices, &mut self.gave_up, ctx)
+                } else {
+                    let buf = std::mem::take(&mut self.buf);
+                    let ok = write_all(out, &mut [IoSlice::new(&buf)], &mut self.gave_up, ctx);
+                    self.buf = buf;
+                    self.buf.clear();
+                    ok
+                }
+            }
         }
-        let complete = if self.passthrough {
-            let mut slices: Vec<IoSlice<'_>> = pending
-                .iter()
-                .filter(|b| !b.data.is_empty())
-                .map(|b| IoSlice::new(&b.data))
-                .collect();
-            write_all(&mut self.out, &mut slices, &mut self.gave_up, ctx)
-        } else {
-            let buf = std::mem::take(&mut self.buf);
-            let ok = write_all(
-                &mut self.out,
-                &mut [IoSlice::new(&buf)],
-                &mut self.gave_up,
-                ctx,
-            );
-            self.buf = buf;
-            self.buf.clear();
-            ok
-        };
-        complete
+    }
+
+    /// Each batch's events go to the reply queue of the connection they came from.
+    fn reply(&mut self, pending: &[Arc<Delivery>], counters: &Counters) {
+        let mut scratch = std::mem::take(&mut self.buf);
+        for d in pending
+            .iter()
+            .filter(|d| self.wants.get(d.stream()) == Some(&true))
+        {
+            let b = &d.batch;
+            let events = b.events() as u64;
+            let Some(q) = &b.conn.reply else {
+                Counters::add(&counters.replies_dropped, events);
+                continue;
+            };
+            if self.passthrough {
+                q.push(&b.data, events, counters);
+            } else {
+                scratch.clear();
+                encode::batch(&mut scratch, &self.cfg.format, b);
+                q.push(&scratch, events, counters);
+            }
+        }
+        scratch.clear();
+        self.buf = scratch;
     }
 }
 
@@ -208,7 +485,7 @@ fn write_all(
     out: &mut Output,
     mut slices: &mut [IoSlice<'_>],
     gave_up: &mut bool,
-    ctx: &mut WriteCtx<'_>,
+    ctx: &mut WriteCtx,
 ) -> bool {
     let mut backoff = Duration::from_millis(10);
     IoSlice::advance_slices(&mut slices, 0);

@@ -50,7 +50,8 @@ impl Output {
                     name: format!("{name} (stdout)"),
                 }
             }
-            SinkKind::Null => Output::Null,
+            // These two are not written through an Output (see `client` and `reply`).
+            SinkKind::Null | SinkKind::UnixSocketClient(_) | SinkKind::Reply(_) => Output::Null,
             SinkKind::Log => Output::Log {
                 limit: RateLimit::new(10),
             },

@@ -12,7 +12,9 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{UnixListener, UnixStream};
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustix::net::SocketFlags;
 use tokio::sync::watch;
 
 use super::conn::{Conn, IngestCtx};
@@ -23,6 +25,8 @@ use crate::config::ChannelConfig;
 use crate::telemetry::{Counters, RateLimit};
 
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How often a connection whose reply queue is over its bound looks again.
+const REPLY_WAIT: Duration = Duration::from_millis(1);
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -46,14 +50,11 @@ pub struct Shared {
     pub stop: watch::Receiver<bool>,
 }
 
-/// Accept on one source until shutdown; every connection task it spawns is tracked in `tasks`.
-pub async fn run_source(
-    src: Arc<SourceRt>,
-    listener: std::os::unix::net::UnixListener,
-    shared: Shared,
-) -> io::Result<()> {
-    listener.set_nonblocking(true)?;
-    let listener = UnixListener::from_std(listener)?;
+/// Accept on one listener of a source until shutdown; every connection task it spawns is
+/// tracked in `tasks`. `listener` is a duplicate of the gateway's (non-blocking) listener.
+pub async fn run_source(src: Arc<SourceRt>, listener: OwnedFd, shared: Shared) -> io::Result<()> {
+    let tcp = matches!(src.cfg, crate::config::SourceConfig::TcpServer(_));
+    let listener = AsyncListener::new(listener, tcp)?;
     let stop = stopped(shared.stop.clone());
     tokio::pin!(stop);
     let mut warn = RateLimit::new(5);
@@ -62,13 +63,13 @@ pub async fn run_source(
         tokio::select! {
             _ = &mut stop => break,
             r = listener.accept() => match r {
-                Ok((stream, _)) => {
+                Ok(stream) => {
                     tasks.spawn(connection(Arc::clone(&src), stream, shared.clone()));
                 }
                 Err(e) => {
                     Counters::add(&shared.counters.accept_errors, 1);
                     if warn.allow().is_some() {
-                        tracing::warn!(source = %src.cfg.name, error = %e,
+                        tracing::warn!(source = %src.meta.name, error = %e,
                             "accept failed; backing off {ACCEPT_BACKOFF:?} and listening on");
                     }
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -77,19 +78,13 @@ pub async fn run_source(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
-    // The socket path is gone, so no client can join the queue any more: take in the ones
-    // already in it (the listener is non-blocking) and read what they wrote.
-    // Out of descriptors (EMFILE): try again after a backoff, until the deadline.
-    let listener = listener.into_std()?;
+    // A UNIX socket's path is gone, so no client can join the queue any more: take in the ones
+    // already in it and read what they wrote. Out of descriptors (EMFILE): try again after a
+    // backoff, until the deadline.
     loop {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                if let Ok(stream) = stream
-                    .set_nonblocking(true)
-                    .and_then(|()| UnixStream::from_std(stream))
-                {
-                    tasks.spawn(connection(Arc::clone(&src), stream, shared.clone()));
-                }
+        match listener.try_accept() {
+            Ok(stream) => {
+                tasks.spawn(connection(Arc::clone(&src), stream, shared.clone()));
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -102,7 +97,7 @@ pub async fn run_source(
                 {
                     break;
                 }
-                tracing::warn!(source = %src.cfg.name, error = %e,
+                tracing::warn!(source = %src.meta.name, error = %e,
                     "accepting queued connections at shutdown failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
@@ -114,6 +109,102 @@ pub async fn run_source(
     drop(listener);
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// A UNIX or TCP listener, registered with tokio.
+enum AsyncListener {
+    Unix(tokio::net::UnixListener),
+    Tcp(tokio::net::TcpListener),
+}
+
+impl AsyncListener {
+    fn new(fd: OwnedFd, tcp: bool) -> io::Result<AsyncListener> {
+        Ok(if tcp {
+            let l = std::net::TcpListener::from(fd);
+            l.set_nonblocking(true)?;
+            AsyncListener::Tcp(tokio::net::TcpListener::from_std(l)?)
+        } else {
+            let l = std::os::unix::net::UnixListener::from(fd);
+            l.set_nonblocking(true)?;
+            AsyncListener::Unix(tokio::net::UnixListener::from_std(l)?)
+        })
+    }
+
+    async fn accept(&self) -> io::Result<Stream> {
+        Ok(match self {
+            AsyncListener::Unix(l) => Stream::Unix(l.accept().await?.0),
+            AsyncListener::Tcp(l) => Stream::Tcp(l.accept().await?.0),
+        })
+    }
+
+    /// Accept without waiting (WouldBlock when the queue is empty).
+    fn try_accept(&self) -> io::Result<Stream> {
+        let fd = match self {
+            AsyncListener::Unix(l) => {
+                rustix::net::accept_with(l, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC)
+            }
+            AsyncListener::Tcp(l) => {
+                rustix::net::accept_with(l, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC)
+            }
+        }?;
+        Stream::from_fd(fd, matches!(self, AsyncListener::Tcp(_)))
+    }
+}
+
+/// A connected UNIX or TCP socket, registered with tokio (also used by the reply writers).
+pub enum Stream {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+}
+
+impl Stream {
+    /// Register a connected socket; call inside the runtime.
+    pub fn from_fd(fd: OwnedFd, tcp: bool) -> io::Result<Stream> {
+        Ok(if tcp {
+            let s = std::net::TcpStream::from(fd);
+            s.set_nonblocking(true)?;
+            Stream::Tcp(tokio::net::TcpStream::from_std(s)?)
+        } else {
+            let s = std::os::unix::net::UnixStream::from(fd);
+            s.set_nonblocking(true)?;
+            Stream::Unix(tokio::net::UnixStream::from_std(s)?)
+        })
+    }
+
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.readable().await,
+            Stream::Tcp(s) => s.readable().await,
+        }
+    }
+
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.try_read(buf),
+            Stream::Tcp(s) => s.try_read(buf),
+        }
+    }
+
+    pub async fn writable(&self) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.writable().await,
+            Stream::Tcp(s) => s.writable().await,
+        }
+    }
+
+    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.try_write(buf),
+            Stream::Tcp(s) => s.try_write(buf),
+        }
+    }
+
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Stream::Unix(s) => s.as_fd(),
+            Stream::Tcp(s) => s.as_fd(),
+        }
+    }
 }
 
 /// Counts a connection as active for as long as its task runs.
@@ -142,21 +233,18 @@ enum Read {
     Eof,
 }
 
-async fn connection(src: Arc<SourceRt>, stream: UnixStream, shared: Shared) {
-    let cred = stream
-        .peer_cred()
-        .ok()
-        .map(|c| (c.pid().unwrap_or(0), c.uid(), c.gid()));
-    let mut conn = Conn::new(src.conn_meta(cred));
+async fn connection(src: Arc<SourceRt>, stream: Stream, shared: Shared) {
+    let mut conn = Conn::new(src.accepted(stream.as_fd()));
     shared.counters.connection_opened();
     let _active = ActiveGuard(&shared.counters);
     let ctx = IngestCtx {
-        framing: &src.cfg.framing,
+        framing: src.cfg.framing(),
         channel: &shared.channel,
         counters: &shared.counters,
         latency_field: src.meta.latency_field.as_deref(),
     };
-    let buf_size = src.cfg.buf_size.get();
+    let buf_size = src.cfg.buf_size().get();
+    let codec = src.cfg.codec();
     let past_deadline = async {
         stopped(shared.stop.clone()).await;
         if let Some(d) = shared.shutdown.deadline() {
@@ -164,10 +252,19 @@ async fn connection(src: Arc<SourceRt>, stream: UnixStream, shared: Shared) {
         }
     };
     tokio::pin!(past_deadline);
+    let mut late = false;
     loop {
+        // A reply sink holds too much for this connection: read no more until it drains.
+        while !late && conn.meta.reply_backlogged() {
+            tokio::select! {
+                biased;
+                _ = &mut past_deadline => late = true,
+                _ = tokio::time::sleep(REPLY_WAIT) => {}
+            }
+        }
         tokio::select! {
             biased;
-            _ = &mut past_deadline => break,
+            _ = &mut past_deadline, if !late => break,
             r = stream.readable() => if r.is_err() { break },
         }
         let state = SCRATCH.with(|scratch| {
@@ -175,7 +272,7 @@ async fn connection(src: Arc<SourceRt>, stream: UnixStream, shared: Shared) {
             if scratch.len() < buf_size {
                 scratch.resize(buf_size, 0);
             }
-            with_decoder(src.cfg.codec, |dec| loop {
+            with_decoder(codec, |dec| loop {
                 match stream.try_read(&mut scratch[..buf_size]) {
                     Ok(0) => return Read::Eof,
                     Ok(n) => {
@@ -201,7 +298,7 @@ async fn connection(src: Arc<SourceRt>, stream: UnixStream, shared: Shared) {
             break;
         }
     }
-    with_decoder(src.cfg.codec, |dec| conn.finish(&ctx, dec));
+    with_decoder(codec, |dec| conn.finish(&ctx, dec));
     if let Some(b) = conn.take_batch(&shared.counters) {
         let _ = shared.sender.send(b).await;
     }

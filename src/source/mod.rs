@@ -9,61 +9,159 @@
 pub mod balance;
 pub mod conn;
 pub mod epoll;
+pub mod feeder;
+pub mod file;
+pub mod tcp;
 pub mod unix;
 pub mod uring;
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::channel::{ConnMeta, SourceMeta};
-use crate::config::UnixServerConfig;
+use crate::config::SourceConfig;
+use crate::sink::reply::ReplyHub;
 
-/// A bound source, shared by every worker.
+/// A source's listening sockets, kept open by the gateway until every worker has stopped.
+pub enum Listener {
+    Unix(unix::BoundSocket),
+    /// One per worker (SO_REUSEPORT), and the address they are bound to.
+    Tcp(Vec<std::net::TcpListener>, std::net::SocketAddr),
+}
+
+impl Listener {
+    pub fn fds(&self) -> Vec<RawFd> {
+        match self {
+            Listener::Unix(u) => vec![u.listener.as_raw_fd()],
+            Listener::Tcp(ls, _) => ls.iter().map(|l| l.as_raw_fd()).collect(),
+        }
+    }
+
+    /// Duplicates of every listener (the epoll loop accepts on its own).
+    pub fn try_clone_all(&self) -> std::io::Result<Vec<std::os::fd::OwnedFd>> {
+        match self {
+            Listener::Unix(u) => Ok(vec![u.listener.try_clone()?.into()]),
+            Listener::Tcp(ls, _) => ls.iter().map(|l| Ok(l.try_clone()?.into())).collect(),
+        }
+    }
+
+    /// Stop new clients where that is possible before the listeners close (UNIX: the path goes).
+    pub fn remove_path(&self) {
+        if let Listener::Unix(u) = self {
+            u.remove_path();
+        }
+    }
+
+    /// `unix:/path` or `tcp:127.0.0.1:4242` (the bound port, when 0 was asked for).
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Unix(u) => format!("unix:{}", u.path.display()),
+            Listener::Tcp(_, a) => format!("tcp:{a}"),
+        }
+    }
+}
+
+/// A listening source, shared by every worker.
 pub struct SourceRt {
-    pub cfg: UnixServerConfig,
+    pub cfg: SourceConfig,
     pub meta: Arc<SourceMeta>,
-    pub listener_fd: RawFd,
+    /// One shared listener (UNIX) or one per worker (TCP); worker `i` uses `fds[i % len]`.
+    listener_fds: Vec<RawFd>,
     next_conn_id: Arc<AtomicU64>,
+    reply: Option<Arc<ReplyHub>>,
 }
 
 impl SourceRt {
-    /// `socket` must outlive every worker that uses this source.
+    /// `listener` (None for a file) must outlive every worker that uses this source.
     pub fn new(
-        cfg: UnixServerConfig,
-        socket: &unix::BoundSocket,
+        cfg: SourceConfig,
+        listener: Option<&Listener>,
         ids: Arc<AtomicU64>,
         latency_field: Option<String>,
+        stream: usize,
+        reply: Option<Arc<ReplyHub>>,
     ) -> SourceRt {
         let meta = Arc::new(SourceMeta {
-            name: cfg.name.clone(),
-            path: cfg.path.to_string_lossy().into_owned(),
-            codec: cfg.codec,
+            name: cfg.name().to_string(),
+            kind: cfg.kind(),
+            path: match listener {
+                Some(Listener::Tcp(_, a)) => a.to_string(),
+                _ => cfg.address(),
+            },
+            codec: cfg.codec(),
             latency_field,
+            stream,
         });
         SourceRt {
-            listener_fd: socket.listener.as_raw_fd(),
+            listener_fds: listener.map(Listener::fds).unwrap_or_default(),
             cfg,
             meta,
             next_conn_id: ids,
+            reply,
         }
+    }
+
+    /// The listener worker `worker` accepts on.
+    pub fn listener_fd(&self, worker: usize) -> RawFd {
+        self.listener_fds[worker % self.listener_fds.len()]
+    }
+
+    /// Every listener of this source (the epoll loop accepts on all of them).
+    pub fn listener_fds(&self) -> &[RawFd] {
+        &self.listener_fds
+    }
+
+    /// Set up a connection just accepted: its socket options, its metadata (SO_PEERCRED for a
+    /// UNIX peer, the address of a TCP one) and, with a `reply` sink, its reply queue.
+    pub fn accepted(&self, fd: BorrowedFd<'_>) -> Arc<ConnMeta> {
+        let (cred, peer_addr) = match &self.cfg {
+            SourceConfig::TcpServer(t) => {
+                if t.no_delay {
+                    let _ = rustix::net::sockopt::set_tcp_nodelay(fd, true);
+                }
+                let addr = rustix::net::getpeername(fd)
+                    .ok()
+                    .flatten()
+                    .and_then(|a| std::net::SocketAddr::try_from(a).ok());
+                (None, addr)
+            }
+            _ => (
+                rustix::net::sockopt::socket_peercred(fd)
+                    .ok()
+                    .map(|c| (c.pid.as_raw_nonzero().get(), c.uid.as_raw(), c.gid.as_raw())),
+                None,
+            ),
+        };
+        self.conn_meta(cred, peer_addr, Some(fd))
     }
 
     /// The metadata of a new connection, with its SO_PEERCRED (pid, uid, gid) when the kernel
     /// gave them (else 0, u32::MAX, u32::MAX).
-    pub fn conn_meta(&self, cred: Option<(i32, u32, u32)>) -> Arc<ConnMeta> {
+    pub fn conn_meta(
+        &self,
+        cred: Option<(i32, u32, u32)>,
+        peer_addr: Option<std::net::SocketAddr>,
+        fd: Option<BorrowedFd<'_>>,
+    ) -> Arc<ConnMeta> {
         let id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        let (pid, uid, gid) = cred.unwrap_or((0, u32::MAX, u32::MAX));
-        let envelope_prefix =
-            crate::sink::encode::envelope_prefix(&self.meta, id, pid, uid, gid).into_boxed_slice();
+        let cred = cred.unwrap_or((0, u32::MAX, u32::MAX));
+        let envelope_prefix = crate::sink::encode::envelope_prefix(&self.meta, id, cred, peer_addr)
+            .into_boxed_slice();
+        let reply = match (&self.reply, fd) {
+            (Some(hub), Some(fd)) => hub.attach(fd.as_fd(), id, self.meta.kind == "tcp_server"),
+            _ => None,
+        };
         Arc::new(ConnMeta {
             source: Arc::clone(&self.meta),
             id,
-            pid,
-            uid,
-            gid,
+            pid: cred.0,
+            uid: cred.1,
+            gid: cred.2,
+            peer_addr,
             envelope_prefix,
+            reply,
         })
     }
 }

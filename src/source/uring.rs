@@ -24,7 +24,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -194,7 +194,7 @@ pub fn run_worker(args: WorkerArgs) -> Result<(), Error> {
     let buf_size = args
         .sources
         .iter()
-        .map(|s| s.cfg.buf_size.get())
+        .map(|s| s.cfg.buf_size().get())
         .max()
         .unwrap_or(65536);
     let bufs = BufRing::new(&ring, RING_BUFFERS, buf_size)
@@ -352,7 +352,7 @@ impl Worker {
     }
 
     fn arm_accept(&mut self, s: usize) {
-        let fd = self.args.sources[s].listener_fd;
+        let fd = self.args.sources[s].listener_fd(self.args.index);
         let e = opcode::AcceptMulti::new(types::Fd(fd))
             .flags(libc::SOCK_CLOEXEC)
             .build()
@@ -419,7 +419,7 @@ impl Worker {
             Counters::add(&self.args.counters.accept_errors, 1);
             let err = io::Error::from_raw_os_error(-res);
             if self.warn_limit.allow().is_some() {
-                tracing::warn!(source = %self.args.sources[s].cfg.name, error = %err,
+                tracing::warn!(source = %self.args.sources[s].meta.name, error = %err,
                     "accept failed; backing off {ACCEPT_BACKOFF:?} and listening on");
             }
             if !more && !self.stopping {
@@ -433,11 +433,7 @@ impl Worker {
     }
 
     fn open_conn(&mut self, s: usize, fd: OwnedFd) {
-        let src = &self.args.sources[s];
-        let cred = rustix::net::sockopt::socket_peercred(&fd)
-            .ok()
-            .map(|c| (c.pid.as_raw_nonzero().get(), c.uid.as_raw(), c.gid.as_raw()));
-        let meta = src.conn_meta(cred);
+        let meta = self.args.sources[s].accepted(fd.as_fd());
         self.args.counters.connection_opened();
         let idx = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
@@ -521,12 +517,13 @@ impl Worker {
         };
         let src = &self.args.sources[slot.source];
         let ctx = IngestCtx {
-            framing: &src.cfg.framing,
+            framing: src.cfg.framing(),
             channel: &self.args.channel,
             counters: &self.args.counters,
             latency_field: src.meta.latency_field.as_deref(),
         };
-        let dec = self.decoders.get(src.cfg.codec);
+        let dec = self.decoders.get(src.cfg.codec());
+        let mut reply_wait = false;
         loop {
             if let Some(b) = slot.parked.take() {
                 match offer(&self.args.sender, b, past_deadline) {
@@ -536,6 +533,15 @@ impl Worker {
                     }
                     None => continue,
                 }
+            }
+            // A reply sink holds too much for this connection: read no more until it drains.
+            if !slot.done
+                && !past_deadline
+                && !slot.backlog.is_empty()
+                && slot.conn.meta.reply_backlogged()
+            {
+                reply_wait = true;
+                break;
             }
             match slot.backlog.pop_front() {
                 None => break,
@@ -557,7 +563,7 @@ impl Worker {
                 }
             }
         }
-        let parked = slot.parked.is_some();
+        let parked = slot.parked.is_some() || reply_wait;
         let cancel_recv = parked && slot.recv == Recv::Armed;
         if cancel_recv {
             slot.recv = Recv::Cancelling;

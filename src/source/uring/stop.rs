@@ -31,9 +31,10 @@ impl Worker {
     /// more; take in the ones already in it (the listener is non-blocking) to read what they
     /// wrote. Out of descriptors (EMFILE), try again after a backoff, until the deadline.
     pub(super) fn drain_queue(&mut self, s: usize) {
-        // SAFETY: the listener is owned by the gateway's BoundSocket, which outlives every
+        // SAFETY: the listener is owned by the gateway's Listener, which outlives every
         // worker (it is dropped only after the workers have been joined).
-        let listener = unsafe { BorrowedFd::borrow_raw(self.args.sources[s].listener_fd) };
+        let listener =
+            unsafe { BorrowedFd::borrow_raw(self.args.sources[s].listener_fd(self.args.index)) };
         loop {
             match rustix::net::accept_with(listener, rustix::net::SocketFlags::CLOEXEC) {
                 Ok(fd) => {
@@ -45,7 +46,7 @@ impl Worker {
                 Err(e) => {
                     Counters::add(&self.args.counters.accept_errors, 1);
                     if !self.past_deadline {
-                        tracing::warn!(source = %self.args.sources[s].cfg.name, error = %e,
+                        tracing::warn!(source = %self.args.sources[s].meta.name, error = %e,
                             "accepting queued connections at shutdown failed; retrying");
                         self.accept_retry_at[s] = Some(Instant::now() + ACCEPT_BACKOFF);
                     }

@@ -1,0 +1,475 @@
+//! The `unix_socket_client` sink: a connection to a peer's UNIX socket, kept up with retries,
+//! fed from a bounded spool; what the peer sends back is an event stream of the sink's name.
+//!
+//! In: deliveries from the sink thread, through the [`Spool`] (bounded in bytes; full ⇒ the sink
+//! thread holds the lanes that feed it ⇒ their sources feel backpressure). Out: the events,
+//! encoded as configured, written in order with `writev`; and the peer's replies, framed and
+//! decoded like any source's, on the channel lane of this sink's name.
+//!
+//! One thread per sink writes and (re)connects; one per connection reads the replies. When the
+//! peer goes away (a write fails, or it closes the connection) the events of the batch being
+//! written when it went are written again on the next connection, from its first event, and
+//! counted in `resent` (the peer may have read some of them: they are the possible duplicates).
+//! A batch the kernel took whole counts as delivered. Connecting follows `reconnect.retry`:
+//! attempt n waits `interval_ms · growth_rateⁿ`, at most `max_interval_ms`, less up to `jitter`
+//! of it; the counter starts again once a connection stays up for a second. After `max_retries`
+//! failures in a row the circuit opens (logged, `circuits_open` in the counters): events stay in
+//! the spool and the sources wait, and one attempt is made every `max_interval_ms` until the peer
+//! is back. Nothing is dropped; at shutdown, what is left when the grace has run out twice over
+//! counts as `lost_at_shutdown`.
+//!
+//! Shutdown: when every stream this sink takes has ended, the spool is sealed; the thread writes
+//! what is left, shuts down its writing side (the peer reads EOF), and waits for the peer to
+//! close, reading its last replies. What it does not do: acknowledge at the application level.
+
+use std::collections::VecDeque;
+use std::io::{IoSlice, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::Delivery;
+use crate::channel::{ConnMeta, Sender, SourceMeta};
+use crate::config::{ChannelConfig, Retry, SinkConfig, SinkKind, UnixClientConfig};
+use crate::source::feeder::Feeder;
+use crate::source::Shutdown;
+use crate::telemetry::Counters;
+
+/// How long a blocked write waits before looking at the shutdown clock again.
+const WRITE_SLICE: Duration = Duration::from_millis(100);
+/// A connection up this long resets the retry schedule.
+const STABLE: Duration = Duration::from_secs(1);
+/// At most this much is taken from the spool for one `writev`.
+const TAKE_BYTES: usize = 1 << 20;
+const TAKE_ITEMS: usize = 512;
+
+/// A batch waiting for the peer: the delivery, and its bytes if the format is not raw.
+pub struct Item {
+    d: Arc<Delivery>,
+    encoded: Option<Vec<u8>>,
+}
+
+impl Item {
+    fn bytes(&self) -> &[u8] {
+        self.encoded.as_deref().unwrap_or(&self.d.batch.data)
+    }
+}
+
+/// The bounded queue between the sink thread and a client's thread.
+pub struct Spool {
+    state: Mutex<SpoolState>,
+    more: Condvar,
+    /// The sink thread's wake-up when room appears.
+    room: Arc<Notify>,
+    bound: usize,
+}
+
+#[derive(Default)]
+struct SpoolState {
+    items: VecDeque<Item>,
+    bytes: usize,
+    sealed: bool,
+}
+
+impl Spool {
+    pub fn new(bound: usize, room: Arc<Notify>) -> Spool {
+        Spool {
+            state: Mutex::new(SpoolState::default()),
+            more: Condvar::new(),
+            room,
+            bound,
+        }
+    }
+
+    /// May the sink thread add a batch? (It may then go over the bound by that batch.)
+    pub fn has_room(&self) -> bool {
+        self.state.lock().unwrap().bytes < self.bound
+    }
+
+    pub fn push(&self, d: Arc<Delivery>, encoded: Option<Vec<u8>>) {
+        let item = Item { d, encoded };
+        let mut st = self.state.lock().unwrap();
+        st.bytes += item.bytes().len();
+        st.items.push_back(item);
+        drop(st);
+        self.more.notify_one();
+    }
+
+    /// Nothing more will be pushed.
+    pub fn seal(&self) {
+        self.state.lock().unwrap().sealed = true;
+        self.more.notify_one();
+    }
+
+    /// Take up to a writev's worth, waiting up to `wait` for something. `None`: sealed and empty.
+    fn take(&self, out: &mut VecDeque<Item>, wait: Duration) -> Option<()> {
+        let mut st = self.state.lock().unwrap();
+        if st.items.is_empty() && !st.sealed {
+            st = self.more.wait_timeout(st, wait).unwrap().0;
+        }
+        if st.items.is_empty() {
+            return if st.sealed { None } else { Some(()) };
+        }
+        let mut bytes = 0;
+        while bytes < TAKE_BYTES && out.len() < TAKE_ITEMS {
+            let Some(item) = st.items.pop_front() else {
+                break;
+            };
+            bytes += item.bytes().len();
+            out.push_back(item);
+        }
+        st.bytes -= bytes;
+        drop(st);
+        self.room.notify_one();
+        Some(())
+    }
+
+    fn is_sealed_and_empty(&self) -> bool {
+        let st = self.state.lock().unwrap();
+        st.sealed && st.items.is_empty()
+    }
+
+    /// Wait for more (or the seal) without taking anything.
+    fn wait(&self, wait: Duration) {
+        let st = self.state.lock().unwrap();
+        if st.items.is_empty() && !st.sealed {
+            let _ = self.more.wait_timeout(st, wait).unwrap();
+        }
+    }
+
+    /// At give-up: everything still here is lost.
+    fn fail_all(&self) {
+        let mut st = self.state.lock().unwrap();
+        for item in st.items.drain(..) {
+            item.d.fail();
+        }
+        st.bytes = 0;
+    }
+}
+
+/// What a client's threads need.
+pub struct Args {
+    pub name: String,
+    pub cfg: UnixClientConfig,
+    pub spool: Arc<Spool>,
+    pub counters: Arc<Counters>,
+    pub shutdown: Arc<Shutdown>,
+    /// For the replies: their lane, metadata and connection ids.
+    pub sender: Sender,
+    pub replies: Arc<SourceMeta>,
+    pub ids: Arc<AtomicU64>,
+    pub channel: ChannelConfig,
+}
+
+/// The spool of sink `c` (a `unix_socket_client`), or None for other sinks.
+pub fn spool_for(c: &SinkConfig, room: &Arc<Notify>) -> Option<Arc<Spool>> {
+    match &c.kind {
+        SinkKind::UnixSocketClient(u) => {
+            Some(Arc::new(Spool::new(u.spool_bytes.get(), Arc::clone(room))))
+        }
+        _ => None,
+    }
+}
+
+pub fn start(args: Args) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(format!("ringway-client-{}", args.name))
+        .spawn(move || Client::new(args).run())
+        .expect("spawning a client sink thread")
+}
+
+struct Conn {
+    stream: UnixStream,
+    reader: JoinHandle<()>,
+    since: Instant,
+}
+
+struct Client {
+    a: Args,
+    /// Taken from the spool, not yet fully written (the front one perhaps in part).
+    outbox: VecDeque<Item>,
+    /// Bytes of the front item already written on this connection.
+    front_off: usize,
+    /// Failed attempts in a row.
+    failures: u64,
+    circuit_open: bool,
+    next_attempt: Instant,
+    rng: u64,
+    ever_connected: bool,
+}
+
+impl Client {
+    fn new(a: Args) -> Client {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            ^ (std::process::id() as u64) << 32;
+        Client {
+            a,
+            outbox: VecDeque::new(),
+            front_off: 0,
+            failures: 0,
+            circuit_open: false,
+            next_attempt: Instant::now(),
+            rng: seed | 1,
+            ever_connected: false,
+        }
+    }
+
+    fn give_up_passed(&self) -> bool {
+        self.a
+            .shutdown
+            .sink_give_up()
+            .is_some_and(|t| Instant::now() >= t)
+    }
+
+    fn run(mut self) {
+        let mut conn: Option<Conn> = None;
+        loop {
+            if self.give_up_passed() {
+                break;
+            }
+            let Some(c) = conn.as_mut() else {
+                if self.outbox.is_empty() && self.a.spool.is_sealed_and_empty() {
+                    break; // nothing more to send, and no connection to wait on
+                }
+                conn = self.connect();
+                continue;
+            };
+            if self.outbox.is_empty() {
+                match self.a.spool.take(&mut self.outbox, WRITE_SLICE) {
+                    Some(()) => {}
+                    None => {
+                        // Everything is written: tell the peer, then read its last replies.
+                        self.finish(conn.take().unwrap());
+                        return;
+                    }
+                }
+                if self.outbox.is_empty() {
+                    if c.reader.is_finished() {
+                        self.broken(conn.take().unwrap(), "the peer closed the connection");
+                    }
+                    continue;
+                }
+            }
+            if let Err(e) = self.write(&mut c.stream) {
+                self.broken(conn.take().unwrap(), &e.to_string());
+            }
+        }
+        // Gave up at shutdown: what could not be written is lost, and counted.
+        for item in self.outbox.drain(..) {
+            item.d.fail();
+        }
+        self.a.spool.fail_all();
+        if let Some(c) = conn {
+            let _ = c.stream.shutdown(std::net::Shutdown::Both);
+            let _ = c.reader.join();
+        }
+    }
+
+    /// Write from the outbox until it is empty. Err: the connection is broken.
+    fn write(&mut self, stream: &mut UnixStream) -> std::io::Result<()> {
+        while !self.outbox.is_empty() {
+            let mut slices: Vec<IoSlice<'_>> = self
+                .outbox
+                .iter()
+                .enumerate()
+                .map(|(i, it)| IoSlice::new(&it.bytes()[if i == 0 { self.front_off } else { 0 }..]))
+                .collect();
+            match stream.write_vectored(&slices) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(mut n) => {
+                    slices.clear();
+                    // Whole items written are delivered (dropping them counts them out).
+                    while n > 0 {
+                        let left = self.outbox[0].bytes().len() - self.front_off;
+                        if n >= left {
+                            n -= left;
+                            self.outbox.pop_front();
+                            self.front_off = 0;
+                        } else {
+                            self.front_off += n;
+                            n = 0;
+                        }
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    if self.give_up_passed() {
+                        return Ok(()); // the run loop sees it and gives up
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The connection is gone: the batch cut in the middle goes again, whole, on the next one.
+    fn broken(&mut self, c: Conn, why: &str) {
+        let _ = c.stream.shutdown(std::net::Shutdown::Both);
+        let _ = c.reader.join();
+        if self.front_off > 0 {
+            if let Some(front) = self.outbox.front() {
+                Counters::add(&self.a.counters.resent, front.d.batch.events() as u64);
+            }
+            self.front_off = 0;
+        }
+        if c.since.elapsed() >= STABLE {
+            self.failures = 0;
+        }
+        tracing::warn!(sink = %self.a.name, path = %self.a.cfg.path.display(),
+            "connection lost ({why}); reconnecting (events wait in the spool)");
+        self.next_attempt = Instant::now();
+    }
+
+    /// One connection attempt when it is due (else wait for it). Some on success.
+    fn connect(&mut self) -> Option<Conn> {
+        let now = Instant::now();
+        if now < self.next_attempt {
+            // Sleep in slices, so that the shutdown clock is looked at.
+            let wait = (self.next_attempt - now).min(WRITE_SLICE);
+            std::thread::sleep(wait);
+            return None;
+        }
+        match UnixStream::connect(&self.a.cfg.path) {
+            Ok(stream) => {
+                let _ = stream.set_write_timeout(Some(WRITE_SLICE));
+                let reader = match stream.try_clone() {
+                    Ok(r) => self.spawn_reader(r),
+                    Err(e) => {
+                        self.failed(&e);
+                        return None;
+                    }
+                };
+                if self.ever_connected {
+                    Counters::add(&self.a.counters.reconnects, 1);
+                }
+                if self.circuit_open {
+                    self.circuit_open = false;
+                    self.a.counters.circuit_closed();
+                    tracing::warn!(sink = %self.a.name, "circuit closed: the peer is back");
+                }
+                tracing::info!(sink = %self.a.name, path = %self.a.cfg.path.display(),
+                    attempt = self.failures + 1, "connected");
+                self.ever_connected = true;
+                Some(Conn {
+                    stream,
+                    reader,
+                    since: Instant::now(),
+                })
+            }
+            Err(e) => {
+                self.failed(&e);
+                None
+            }
+        }
+    }
+
+    fn failed(&mut self, e: &std::io::Error) {
+        Counters::add(&self.a.counters.connect_failures, 1);
+        let retry = &self.a.cfg.retry;
+        let n = self.failures;
+        self.failures += 1;
+        if !self.circuit_open && retry.max_retries.is_some_and(|m| self.failures > m) {
+            self.circuit_open = true;
+            self.a.counters.circuit_opened();
+            tracing::warn!(sink = %self.a.name, path = %self.a.cfg.path.display(),
+                "circuit open after {} failed attempts: events wait in the spool and the sources \
+                 feel backpressure; trying again every {:?}", self.failures, retry.max_interval);
+        }
+        let delay = if self.circuit_open {
+            retry.max_interval
+        } else {
+            jittered(retry, retry.delay(n), &mut self.rng)
+        };
+        tracing::info!(sink = %self.a.name, path = %self.a.cfg.path.display(), error = %e,
+            attempt = n + 1, retry_in_ms = delay.as_millis() as u64, "connect failed");
+        self.next_attempt = Instant::now() + delay;
+    }
+
+    fn spawn_reader(&self, stream: UnixStream) -> JoinHandle<()> {
+        let id = self
+            .a
+            .ids
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let meta = Arc::new(ConnMeta {
+            envelope_prefix: super::encode::envelope_prefix(
+                &self.a.replies,
+                id,
+                (0, u32::MAX, u32::MAX),
+                None,
+            )
+            .into_boxed_slice(),
+            source: Arc::clone(&self.a.replies),
+            id,
+            pid: 0,
+            uid: u32::MAX,
+            gid: u32::MAX,
+            peer_addr: None,
+            reply: None,
+        });
+        let feeder = Feeder::new(
+            meta,
+            self.a.cfg.framing.clone(),
+            self.a.channel.clone(),
+            Arc::clone(&self.a.counters),
+            self.a.sender.clone(),
+        );
+        let buf_size = self.a.cfg.buf_size.get();
+        std::thread::Builder::new()
+            .name(format!("ringway-replies-{}", self.a.name))
+            .spawn(move || read_replies(stream, feeder, buf_size))
+            .expect("spawning a reply reader")
+    }
+
+    /// The spool is sealed and empty: shut down our writing side and wait for the peer to close
+    /// (its last replies are read meanwhile), until the give-up point.
+    fn finish(&mut self, c: Conn) {
+        let _ = c.stream.shutdown(std::net::Shutdown::Write);
+        while !c.reader.is_finished() && !self.give_up_passed() {
+            self.a.spool.wait(WRITE_SLICE);
+        }
+        let _ = c.stream.shutdown(std::net::Shutdown::Both);
+        let _ = c.reader.join();
+    }
+}
+
+fn jittered(retry: &Retry, d: Duration, rng: &mut u64) -> Duration {
+    if retry.jitter == 0.0 {
+        return d;
+    }
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    let r = (*rng >> 11) as f64 / (1u64 << 53) as f64;
+    d.mul_f64(1.0 - retry.jitter * r)
+}
+
+fn read_replies(mut stream: UnixStream, mut feeder: Feeder, buf_size: usize) {
+    use std::io::Read;
+    let mut buf = vec![0u8; buf_size];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if !feeder.feed(&buf[..n]) || !feeder.flush() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    feeder.finish();
+}

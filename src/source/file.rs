@@ -1,0 +1,171 @@
+//! The `file` source: an NDJSON file read once, or followed as it grows (`follow = true`, like
+//! `tail -F`: a file that is replaced or truncated is read again from its start).
+//!
+//! Stage: source. In: the file's bytes. Out: batches on the channel, with the same framing and
+//! codec options as the socket sources. One thread per file source, blocking reads; a full lane
+//! stops the reads (backpressure). Each opening of the file is one "connection" (its own id and
+//! line numbers). At shutdown the file is read on to its end, until the shutdown deadline.
+//! What it does not do: remember an offset across restarts (a restart reads the file again).
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::feeder::Feeder;
+use super::{Shutdown, SourceRt};
+use crate::channel::Sender;
+use crate::config::{ChannelConfig, FileSourceConfig, SourceConfig};
+use crate::telemetry::Counters;
+
+/// How often a followed file is looked at when there is nothing new.
+const POLL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, thiserror::Error)]
+#[error("source {name}: cannot open {path}: {err}")]
+pub struct Error {
+    name: String,
+    path: std::path::PathBuf,
+    err: io::Error,
+}
+
+pub struct Args {
+    pub src: SourceRt,
+    pub sender: Sender,
+    pub counters: Arc<Counters>,
+    pub channel: ChannelConfig,
+    pub shutdown: Arc<Shutdown>,
+}
+
+/// Open the file (a missing file is an error unless followed) and start the reading thread.
+pub fn start(args: Args) -> Result<JoinHandle<()>, Error> {
+    let SourceConfig::File(cfg) = &args.src.cfg else {
+        unreachable!("file::start is only given file sources");
+    };
+    let cfg = cfg.clone();
+    let first = match File::open(&cfg.path) {
+        Ok(f) => Some(f),
+        Err(e) if cfg.follow && e.kind() == io::ErrorKind::NotFound => None,
+        Err(err) => {
+            return Err(Error {
+                name: cfg.name.clone(),
+                path: cfg.path.clone(),
+                err,
+            })
+        }
+    };
+    Ok(std::thread::Builder::new()
+        .name(format!("ringway-file-{}", cfg.name))
+        .spawn(move || run(args, cfg, first))
+        .expect("spawning a file source thread"))
+}
+
+/// Past the reading deadline (shutdown requested and its grace over)?
+fn past_deadline(s: &Shutdown) -> bool {
+    s.deadline().is_some_and(|d| Instant::now() >= d)
+}
+
+fn run(args: Args, cfg: FileSourceConfig, mut file: Option<File>) {
+    let mut buf = vec![0u8; cfg.buf_size.get()];
+    loop {
+        let Some(mut f) = file.take() else {
+            // Followed and not there (yet, or between a rename and the new file).
+            if args.shutdown.is_requested() {
+                return;
+            }
+            std::thread::sleep(POLL);
+            file = File::open(&cfg.path).ok();
+            continue;
+        };
+        let ino = f.metadata().map(|m| (m.dev(), m.ino())).ok();
+        let meta = args.src.conn_meta(None, None, None);
+        let mut feeder = Feeder::new(
+            meta,
+            cfg.framing.clone(),
+            args.channel.clone(),
+            Arc::clone(&args.counters),
+            args.sender.clone(),
+        );
+        let mut offset = 0u64;
+        // Read this opening of the file; Some(next) when it was replaced or truncated.
+        let next = loop {
+            if past_deadline(&args.shutdown) {
+                break None;
+            }
+            match f.read(&mut buf) {
+                Ok(0) => {
+                    if !feeder.flush() {
+                        return;
+                    }
+                    if !cfg.follow || args.shutdown.is_requested() {
+                        break None;
+                    }
+                    std::thread::sleep(POLL);
+                    match replaced(&cfg, ino, offset) {
+                        Change::None => {}
+                        Change::Truncated => {
+                            // copytruncate: read again from the start.
+                            tracing::info!(source = %cfg.name, path = %cfg.path.display(),
+                                "file truncated; reading it again from its start");
+                            break File::open(&cfg.path).ok().or(Some(f));
+                        }
+                        Change::Replaced(new) => {
+                            // Whatever was appended to the old file before it went is read first.
+                            let mut rest = Vec::new();
+                            if f.read_to_end(&mut rest).is_ok() && !rest.is_empty() {
+                                feeder.feed(&rest);
+                            }
+                            tracing::info!(source = %cfg.name, path = %cfg.path.display(),
+                                "file replaced; following the new one");
+                            break new;
+                        }
+                    }
+                }
+                Ok(n) => {
+                    offset += n as u64;
+                    if !feeder.feed(&buf[..n]) {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::warn!(source = %cfg.name, path = %cfg.path.display(), error = %e,
+                        "read failed; the file is closed");
+                    break None;
+                }
+            }
+        };
+        if !feeder.finish() {
+            return;
+        }
+        match next {
+            Some(n) => file = Some(n),
+            None if cfg.follow && !args.shutdown.is_requested() => file = None,
+            None => {
+                if !cfg.follow {
+                    tracing::info!(source = %cfg.name, path = %cfg.path.display(),
+                        "file read to its end");
+                }
+                return;
+            }
+        }
+    }
+}
+
+enum Change {
+    None,
+    Truncated,
+    /// Another file is at the path now (None: nothing is, yet).
+    Replaced(Option<File>),
+}
+
+fn replaced(cfg: &FileSourceConfig, ino: Option<(u64, u64)>, offset: u64) -> Change {
+    match std::fs::metadata(&cfg.path) {
+        Ok(m) if Some((m.dev(), m.ino())) != ino => Change::Replaced(File::open(&cfg.path).ok()),
+        Ok(m) if m.len() < offset => Change::Truncated,
+        Ok(_) => Change::None,
+        Err(_) => Change::Replaced(None),
+    }
+}
