@@ -135,7 +135,8 @@ impl Batch {
 /// (`SourceMeta::stream`); a lane closes when the last sender is dropped.
 #[derive(Clone)]
 pub struct Sender {
-    lanes: Arc<[mpsc::Sender<Batch>]>,
+    /// `None` for the lanes this sender may not use (see [`Sender::only`]).
+    lanes: Arc<[Option<mpsc::Sender<Batch>>]>,
     when_full: WhenFull,
     counters: Arc<Counters>,
 }
@@ -164,7 +165,7 @@ pub fn bounded(
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..streams.max(1)).map(|_| mpsc::channel(capacity)).unzip();
     (
         Sender {
-            lanes: txs.into(),
+            lanes: txs.into_iter().map(Some).collect(),
             when_full,
             counters,
         },
@@ -173,9 +174,27 @@ pub fn bounded(
 }
 
 impl Sender {
+    /// A sender for these streams only. A lane closes (and its sinks learn that the stream has
+    /// ended) when the last sender that holds it is dropped, so every producer should hold just
+    /// the lanes it writes.
+    pub fn only(&self, streams: &[usize]) -> Sender {
+        Sender {
+            lanes: self
+                .lanes
+                .iter()
+                .enumerate()
+                .map(|(k, l)| l.clone().filter(|_| streams.contains(&k)))
+                .collect(),
+            when_full: self.when_full,
+            counters: Arc::clone(&self.counters),
+        }
+    }
+
     #[inline]
     fn lane(&self, b: &Batch) -> &mpsc::Sender<Batch> {
-        &self.lanes[b.conn.source.stream.min(self.lanes.len() - 1)]
+        self.lanes[b.conn.source.stream]
+            .as_ref()
+            .expect("a batch sent on a lane its sender does not hold")
     }
 
     /// Offer a batch without waiting (the io_uring workers).

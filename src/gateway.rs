@@ -173,7 +173,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
             spool: Arc::clone(spools[i].as_ref().expect("a client sink has a spool")),
             counters: Arc::clone(&counters),
             shutdown: Arc::clone(&shutdown),
-            sender: tx.clone(),
+            sender: tx.only(&[k]),
             replies,
             ids: Arc::clone(&ids),
             channel: cfg.channel.clone(),
@@ -199,7 +199,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         }
         match file::start(file::Args {
             src: rt,
-            sender: tx.clone(),
+            sender: tx.only(&[i]),
             counters: Arc::clone(&counters),
             channel: cfg.channel.clone(),
             shutdown: Arc::clone(&shutdown),
@@ -211,6 +211,10 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         }
     }
     let sources: Arc<Vec<SourceRt>> = Arc::new(listening);
+    // The read loops hold the lanes of the listening sources only.
+    let all = tx;
+    let tx = all.only(&sources.iter().map(|s| s.meta.stream).collect::<Vec<_>>());
+    drop(all);
 
     // Start the read loops. A failure to start one is fatal, but goes through the normal
     // shutdown so the ones already running stop before their sockets are closed.

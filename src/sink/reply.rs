@@ -165,6 +165,8 @@ impl Drop for Exit {
         let lost = std::mem::take(&mut st.events) + std::mem::take(&mut st.writing);
         Counters::add(&self.counters.replies_dropped, lost);
         st.buf = Vec::new();
+        // Nothing is queued any more: the source reads on (to the EOF the shutdown caused).
+        self.q.bytes.store(0, Ordering::Relaxed);
         drop(st);
         let (m, c) = &*self.live;
         *m.lock().unwrap() -= 1;

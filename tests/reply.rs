@@ -1,0 +1,215 @@
+//! The `reply` sink: every event goes back down the connection it came from, over UNIX and TCP,
+//! in both io modes; one client that never reads its replies does not hold up the others, and
+//! is closed after `write_timeout` with its undelivered replies counted.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use util::*;
+
+fn config(mode: &str, tcp: bool, write_timeout: &str) -> String {
+    let source = if tcp {
+        "type = \"tcp_server\"\nurl = \"127.0.0.1:0\"".to_string()
+    } else {
+        "type = \"unix_socket_server\"\npath = \"{dir}/in.sock\"".to_string()
+    };
+    format!(
+        r#"
+io_mode = "{mode}"
+workers = 2
+shutdown_timeout = "10s"
+
+[[sources]]
+name = "in"
+{source}
+
+[[sinks]]
+type = "file"
+path = "{{dir}}/out.ndjson"
+
+[[sinks]]
+type = "reply"
+write_timeout = "{write_timeout}"
+"#
+    )
+}
+
+/// Start a gateway and return it with the target its clients connect to.
+fn start(config: &str) -> (Gateway, String) {
+    let mut gw = Gateway::configure(config).spawn();
+    let mut target = None;
+    wait_until(PATIENCE, "a `listening on` line", || {
+        let err = gw.stderr();
+        target = err.lines().find_map(|l| {
+            let rest = &l[l.find("listening on ")? + "listening on ".len()..];
+            let t = rest.split_whitespace().next()?;
+            Some(t.strip_prefix("unix:").unwrap_or(t).to_string())
+        });
+        target.is_some()
+    });
+    assert!(gw.is_running(), "gateway exited: {}", gw.stderr());
+    (gw, target.unwrap())
+}
+
+fn clients(target: &str, n: usize, count: usize, first: usize) -> serde_json::Value {
+    Client::python(
+        "reply_client.py",
+        &[
+            target,
+            "--clients",
+            &n.to_string(),
+            "--count",
+            &count.to_string(),
+            "--first",
+            &first.to_string(),
+        ],
+    )
+    .finish()
+}
+
+fn detail(stderr: &str, key: &str) -> u64 {
+    stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("stopped:"))
+        .and_then(|l| {
+            l.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+                .map(|v| v.parse().unwrap())
+        })
+        .unwrap_or(0)
+}
+
+fn routing(mode: &str, tcp: bool) {
+    let (mut gw, target) = start(&config(mode, tcp, "3s"));
+    // 64 clients, each sends 1,500 events and must get back exactly its own, in order.
+    let r = clients(&target, 64, 1500, 0);
+    assert_eq!(r["ok"], 64, "{r}");
+    let alone = r["wall"].as_f64().unwrap();
+
+    // Again, beside a client that writes without ever reading its replies.
+    let hog = Client::python(
+        "reply_client.py",
+        &[&target, "--never-read", "--first", "999"],
+    );
+    thread_sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let r = clients(&target, 64, 1500, 100);
+    assert_eq!(r["ok"], 64, "{r}");
+    let beside = r["wall"].as_f64().unwrap();
+    // The non-reader's queue is bounded and its reading parked: the others barely notice.
+    assert!(
+        beside < alone * 3.0 + 2.0,
+        "64 clients took {beside:.2}s beside a non-reader, {alone:.2}s alone"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3) + Duration::from_secs_f64(alone * 3.0 + 2.0)
+    );
+
+    // The non-reader is closed once it has taken no bytes for write_timeout.
+    let (status, out) = hog.wait(PATIENCE);
+    assert!(status.success(), "{out}");
+    assert!(out.contains("\"closed\": true"), "{out}");
+
+    let s = gw.stop();
+    let err = gw.stderr();
+    assert_eq!(detail(&err, "reply_timeouts"), 1, "{err}");
+    assert!(detail(&err, "replies_dropped") > 0, "{err}");
+    // Every event was taken in and written to the file sink, the hog's included (its last
+    // line may have been cut when it was closed).
+    assert_eq!(s.events_in, s.events_out);
+    assert!(s.dead_lettered <= 1, "{s:?}");
+    assert!(s.events_in >= 2 * 64 * 1500);
+}
+
+fn thread_sleep(d: Duration) {
+    std::thread::sleep(d)
+}
+
+#[test]
+fn reply_routing_unix_uring() {
+    routing("uring", false);
+}
+
+#[test]
+fn reply_routing_unix_epoll() {
+    routing("epoll", false);
+}
+
+#[test]
+fn reply_routing_tcp_uring() {
+    routing("uring", true);
+}
+
+#[test]
+fn reply_routing_tcp_epoll() {
+    routing("epoll", true);
+}
+
+/// A client that shuts down its writing side still gets every reply, then EOF; invalid lines
+/// are dead-lettered and not replied.
+#[test]
+fn replies_after_half_close_and_bad_lines() {
+    let (mut gw, target) = start(&config("uring", false, "10s"));
+    let out = std::process::Command::new("socat")
+        .args(["-t", "5", "-", &format!("UNIX-CONNECT:{target}")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"{\"a\":1}\nnot json\n{\"b\":2}\n{\"c\":3}")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n"
+    );
+    let s = gw.stop();
+    assert_eq!((s.events_in, s.events_out, s.dead_lettered), (3, 3, 1));
+}
+
+/// Config errors name the field.
+#[test]
+fn reply_config_errors() {
+    for (bad, field) in [
+        (
+            "[[sinks]]\ntype = \"reply\"\nwrite_timeout = \"0s\"",
+            "sinks[1].write_timeout",
+        ),
+        (
+            "[[sinks]]\ntype = \"reply\"\nqueue_bytes = 10",
+            "sinks[1].queue_bytes",
+        ),
+        (
+            "[[sinks]]\ntype = \"reply\"\n[[sinks]]\ntype = \"reply\"",
+            "sinks[2].type",
+        ),
+        (
+            "[[sinks]]\ntype = \"reply\"\ninputs = [\"nope\"]",
+            "sinks[1].inputs",
+        ),
+    ] {
+        let text = format!(
+            "[[sources]]\ntype = \"unix_socket_server\"\nname = \"in\"\npath = \"/tmp/x.sock\"\n\
+             [[sinks]]\ntype = \"null\"\n{bad}\n"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        let out = std::process::Command::new(bin())
+            .args(["check", "--config"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad}: accepted");
+        assert!(err.contains(field), "{bad}: {err}");
+    }
+}
