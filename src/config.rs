@@ -345,7 +345,7 @@ impl RawConfig {
 
 /// Name every event stream, check sink names, and turn each sink's `inputs` into stream indices.
 /// By default a sink takes every stream but the replies of its own connection (a loop); a
-/// `reply` sink takes every stream that can be replied to.
+/// `reply` sink takes every stream that can be replied to (every stream with `route_field`).
 fn resolve_inputs(
     sources: &[SourceConfig],
     sinks: &mut [SinkConfig],
@@ -399,7 +399,8 @@ fn resolve_inputs(
     };
     for (i, (sink, names)) in sinks.iter_mut().zip(wanted).enumerate() {
         let own = |k: usize| streams[k].origin == StreamOrigin::Replies(i);
-        let is_reply = matches!(sink.kind, SinkKind::Reply(_));
+        // A reply sink that routes by a field may take any stream; else only those it can answer.
+        let is_reply = matches!(&sink.kind, SinkKind::Reply(r) if r.route_field.is_none());
         sink.inputs = match names {
             None => (0..streams.len())
                 .filter(|&k| !own(k) && (!is_reply || replyable(k)))

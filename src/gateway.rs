@@ -26,6 +26,8 @@ pub enum Error {
     #[error(transparent)]
     Tcp(#[from] tcp::Error),
     #[error(transparent)]
+    File(#[from] file::Error),
+    #[error(transparent)]
     Sink(#[from] sink::Error),
     #[error("{0}")]
     Runtime(String),
@@ -116,6 +118,13 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
             SourceConfig::File(_) => None,
         });
     }
+    let mut files = Vec::new();
+    for src in &cfg.sources {
+        if let SourceConfig::File(f) = src {
+            files.push(file::open(f)?);
+        }
+    }
+    let mut files = files.into_iter();
     let counters = Arc::new(Counters::default());
     let shutdown = Arc::new(Shutdown::default());
     let (tx, lanes) = channel::bounded(
@@ -146,6 +155,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
             shutdown: Arc::clone(&shutdown),
             spools: spools.clone(),
             room,
+            reply_hub: reply_hub.clone(),
         },
     )?;
     let ids = Arc::new(AtomicU64::new(1));
@@ -197,18 +207,14 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
             listening.push(rt);
             continue;
         }
-        match file::start(file::Args {
+        let args = file::Args {
             src: rt,
             sender: tx.only(&[i]),
             counters: Arc::clone(&counters),
             channel: cfg.channel.clone(),
             shutdown: Arc::clone(&shutdown),
-        }) {
-            Ok(t) => source_threads.push(t),
-            Err(e) => {
-                let _ = fatal_tx.send(e.to_string());
-            }
-        }
+        };
+        source_threads.push(file::start(args, files.next().flatten()));
     }
     let sources: Arc<Vec<SourceRt>> = Arc::new(listening);
     // The read loops hold the lanes of the listening sources only.

@@ -213,3 +213,50 @@ fn reply_config_errors() {
         assert!(err.contains(field), "{bad}: {err}");
     }
 }
+
+/// `route_field`: an event goes to the connection whose id it names (as the envelope's
+/// `peer` shows it), not back to its sender; events naming no live connection are counted.
+#[test]
+fn route_field_sends_to_the_named_connection() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+    let (mut gw, target) = start(
+        r#"
+[[sources]]
+type = "unix_socket_server"
+name = "in"
+path = "{dir}/in.sock"
+[[sinks]]
+type = "file"
+path = "{dir}/env.ndjson"
+metadata = "envelope"
+[[sinks]]
+type = "reply"
+route_field = "to"
+"#,
+    );
+    let mut a = UnixStream::connect(&target).unwrap();
+    a.write_all(b"{\"hello\":\"from a\"}\n").unwrap();
+    let env = gw.path("env.ndjson");
+    wait_until(PATIENCE, "a's first event", || count_lines(&env) == 1);
+    let a_id = read_json_lines(&env)[0]["meta"]["unix_socket_server"]["peer"]
+        .as_u64()
+        .unwrap();
+    let mut b = UnixStream::connect(&target).unwrap();
+    b.write_all(format!("{{\"to\":{a_id},\"msg\":\"for a\"}}\n{{\"to\":999999}}\n").as_bytes())
+        .unwrap();
+    a.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut line = String::new();
+    BufReader::new(&a).read_line(&mut line).unwrap();
+    assert_eq!(line, format!("{{\"to\":{a_id},\"msg\":\"for a\"}}\n"));
+    drop((a, b));
+    let s = gw.stop();
+    assert_eq!(s.events_out, 3);
+    // a's own event named nobody, and nobody is 999999.
+    assert_eq!(
+        detail(&gw.stderr(), "replies_dropped"),
+        2,
+        "{}",
+        gw.stderr()
+    );
+}

@@ -280,6 +280,7 @@ pub struct RawRetry {
 pub struct RawReplySink {
     pub name: Option<String>,
     pub inputs: Option<Vec<String>>,
+    pub route_field: Option<String>,
     pub queue_bytes: Option<usize>,
     pub write_timeout: Option<RawDuration>,
     #[serde(default)]

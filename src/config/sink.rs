@@ -99,6 +99,9 @@ impl Retry {
 pub struct ReplyConfig {
     pub queue_bytes: NonZeroUsize,
     pub write_timeout: Duration,
+    /// Send each event to the connection whose id is in this top-level integer field of the
+    /// event (the `peer`/`conn` of an envelope), instead of the one it came from.
+    pub route_field: Option<String>,
 }
 
 fn format(
@@ -254,9 +257,13 @@ impl RawSink {
                 if write_timeout.is_zero() {
                     return Err(invalid(format!("{field}.write_timeout"), "must be above 0"));
                 }
+                if r.route_field.as_ref().is_some_and(String::is_empty) {
+                    return Err(invalid(format!("{field}.route_field"), "must not be empty"));
+                }
                 let cfg = ReplyConfig {
                     queue_bytes: NonZeroUsize::new(queue).unwrap(),
                     write_timeout,
+                    route_field: r.route_field,
                 };
                 let fmt = format(field, r.codec, r.postprocessors, r.metadata)?;
                 (plain(SinkKind::Reply(cfg), fmt, r.name), r.inputs)

@@ -124,22 +124,26 @@ pub fn batch(out: &mut Vec<u8>, format: &Format, batch: &Batch) {
         out.extend_from_slice(&batch.data);
         return;
     }
-    let quote = needs_quoting(format, conn.source.codec);
     for e in batch.iter() {
-        if format.metadata == MetadataMode::Envelope {
-            out.extend_from_slice(&conn.envelope_prefix);
-        }
-        if quote {
-            json_str(out, e);
-        } else {
-            out.extend_from_slice(e);
-        }
-        if format.metadata == MetadataMode::Envelope {
-            out.push(b'}');
-        }
-        if let Some(sep) = format.separator {
-            out.push(sep);
-        }
+        event(out, format, conn, e);
+    }
+}
+
+/// Append one event of connection `conn` in `format`.
+pub fn event(out: &mut Vec<u8>, format: &Format, conn: &ConnMeta, e: &[u8]) {
+    if format.metadata == MetadataMode::Envelope {
+        out.extend_from_slice(&conn.envelope_prefix);
+    }
+    if needs_quoting(format, conn.source.codec) {
+        json_str(out, e);
+    } else {
+        out.extend_from_slice(e);
+    }
+    if format.metadata == MetadataMode::Envelope {
+        out.push(b'}');
+    }
+    if let Some(sep) = format.separator {
+        out.push(sep);
     }
 }
 

@@ -116,6 +116,8 @@ pub struct Wiring {
     pub spools: Vec<Option<Arc<client::Spool>>>,
     /// Woken when a spool has room again.
     pub room: Arc<Notify>,
+    /// The reply sink's connections, for `route_field`.
+    pub reply_hub: Option<Arc<reply::ReplyHub>>,
 }
 
 /// Open every sink this thread writes (so a bad path fails at start, not at the first event)
@@ -140,7 +142,13 @@ pub fn start(cfg: &Config, w: Wiring) -> Result<JoinHandle<()>, Error> {
             SinkKind::UnixSocketClient(_) => {
                 Target::Spool(Arc::clone(w.spools[i].as_ref().expect("client spool")))
             }
-            SinkKind::Reply(_) => Target::Reply,
+            SinkKind::Reply(r) => Target::Reply(r.route_field.as_ref().and_then(|f| {
+                Some(Router {
+                    hub: Arc::clone(w.reply_hub.as_ref()?),
+                    field: f.clone(),
+                    dec: crate::codec::Decoder::new(crate::codec::Codec::Json),
+                })
+            })),
             _ => Target::Out(Output::open(c, &format!("sinks[{i}]"))?),
         };
         sinks.push(Sink {
@@ -175,8 +183,16 @@ struct Lane {
 
 enum Target {
     Out(Output),
-    Reply,
+    /// Back to the connection each event came from, or (with a router) to the one it names.
+    Reply(Option<Router>),
     Spool(Arc<client::Spool>),
+}
+
+/// `route_field`: the connection id is read from each event.
+struct Router {
+    hub: Arc<reply::ReplyHub>,
+    field: String,
+    dec: crate::codec::Decoder,
 }
 
 struct Sink {
@@ -369,12 +385,14 @@ impl Loop {
                     sp.push(Arc::clone(&d), encoded);
                 }
                 Target::Out(out) if out.is_null() => {}
-                Target::Out(_) | Target::Reply => {
+                Target::Out(_) => {
                     local = true;
                     if !s.passthrough {
                         encode::batch(&mut s.buf, &s.cfg.format, &d.batch);
                     }
                 }
+                // Encoded per connection (or per event) when flushed.
+                Target::Reply(_) => local = true,
             }
         }
         if local {
@@ -430,7 +448,7 @@ impl Sink {
     fn flush(&mut self, pending: &[Arc<Delivery>], ctx: &mut WriteCtx) -> bool {
         match &mut self.target {
             Target::Spool(_) => true,
-            Target::Reply => {
+            Target::Reply(_) => {
                 self.reply(pending, &ctx.counters);
                 true
             }
@@ -455,7 +473,9 @@ impl Sink {
         }
     }
 
-    /// Each batch's events go to the reply queue of the connection they came from.
+    /// Each batch's events go to the reply queue of the connection they came from, or, with
+    /// `route_field`, each event to the connection it names. Events for no (live) connection
+    /// are counted in `replies_dropped`.
     fn reply(&mut self, pending: &[Arc<Delivery>], counters: &Counters) {
         let mut scratch = std::mem::take(&mut self.buf);
         for d in pending
@@ -464,6 +484,23 @@ impl Sink {
         {
             let b = &d.batch;
             let events = b.events() as u64;
+            if let Target::Reply(Some(r)) = &mut self.target {
+                for e in b.iter() {
+                    let to = r.dec.check_stamped(e, &r.field).ok();
+                    match to
+                        .filter(|&id| id != crate::telemetry::hist::NO_STAMP)
+                        .and_then(|id| r.hub.find(id))
+                    {
+                        Some(q) => {
+                            scratch.clear();
+                            encode::event(&mut scratch, &self.cfg.format, &b.conn, e);
+                            q.push(&scratch, 1, counters);
+                        }
+                        None => Counters::add(&counters.replies_dropped, 1),
+                    }
+                }
+                continue;
+            }
             let Some(q) = &b.conn.reply else {
                 Counters::add(&counters.replies_dropped, events);
                 continue;

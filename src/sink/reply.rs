@@ -10,9 +10,10 @@
 //! `write_timeout` is closed and what was queued for it is counted in `replies_dropped`, as is
 //! anything for a connection that is gone. What it does not do: decide which events are replies.
 
+use std::collections::HashMap;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -27,6 +28,17 @@ pub struct ReplyHub {
     cfg: ReplyConfig,
     counters: Arc<Counters>,
     live: Arc<(Mutex<usize>, Condvar)>,
+    /// Every connection with a writer, by id (for `route_field`).
+    conns: Arc<Mutex<HashMap<u64, Weak<Queue>>>>,
+}
+
+/// A connection's reply queue found by its id ([`ReplyHub::find`]).
+pub struct Route(Arc<Queue>);
+
+impl Route {
+    pub fn push(&self, bytes: &[u8], events: u64, counters: &Counters) {
+        self.0.push(bytes, events, counters);
+    }
 }
 
 struct Queue {
@@ -70,19 +82,25 @@ impl ReplyHandle {
 
     /// Queue `bytes` (holding `events` events) for the connection. Never blocks.
     pub fn push(&self, bytes: &[u8], events: u64, counters: &Counters) {
+        self.0.push(bytes, events, counters);
+    }
+}
+
+impl Queue {
+    fn push(&self, bytes: &[u8], events: u64, counters: &Counters) {
         if bytes.is_empty() {
             return;
         }
-        let mut st = self.0.state.lock().unwrap();
+        let mut st = self.state.lock().unwrap();
         if st.dead {
             Counters::add(&counters.replies_dropped, events);
             return;
         }
         st.buf.extend_from_slice(bytes);
         st.events += events;
-        self.0.bytes.fetch_add(bytes.len(), Ordering::Relaxed);
+        self.bytes.fetch_add(bytes.len(), Ordering::Relaxed);
         drop(st);
-        self.0.wake.notify_one();
+        self.wake.notify_one();
     }
 }
 
@@ -100,7 +118,22 @@ impl ReplyHub {
             cfg,
             counters,
             live: Arc::new((Mutex::new(0), Condvar::new())),
+            conns: Arc::default(),
         }
+    }
+
+    /// The reply queue of live connection `id`, if it has one.
+    pub fn find(&self, id: u64) -> Option<Route> {
+        self.conns
+            .lock()
+            .unwrap()
+            .get(&id)
+            .and_then(Weak::upgrade)
+            .map(Route)
+    }
+
+    pub fn route_field(&self) -> Option<&str> {
+        self.cfg.route_field.as_deref()
     }
 
     /// Give connection `id` (socket `fd`) a reply queue and its writer. None if the socket
@@ -121,10 +154,12 @@ impl ReplyHub {
             wake: Notify::new(),
         });
         *self.live.0.lock().unwrap() += 1;
+        self.conns.lock().unwrap().insert(id, Arc::downgrade(&q));
         let exit = Exit {
             q: Arc::clone(&q),
             counters: Arc::clone(&self.counters),
             live: Arc::clone(&self.live),
+            conns: Arc::clone(&self.conns),
         };
         self.rt
             .spawn(writer(exit, dup, tcp, self.cfg.write_timeout));
@@ -156,6 +191,7 @@ struct Exit {
     q: Arc<Queue>,
     counters: Arc<Counters>,
     live: Arc<(Mutex<usize>, Condvar)>,
+    conns: Arc<Mutex<HashMap<u64, Weak<Queue>>>>,
 }
 
 impl Drop for Exit {
@@ -168,6 +204,7 @@ impl Drop for Exit {
         // Nothing is queued any more: the source reads on (to the EOF the shutdown caused).
         self.q.bytes.store(0, Ordering::Relaxed);
         drop(st);
+        self.conns.lock().unwrap().remove(&self.q.id);
         let (m, c) = &*self.live;
         *m.lock().unwrap() -= 1;
         c.notify_all();

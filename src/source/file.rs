@@ -39,27 +39,30 @@ pub struct Args {
     pub shutdown: Arc<Shutdown>,
 }
 
-/// Open the file (a missing file is an error unless followed) and start the reading thread.
-pub fn start(args: Args) -> Result<JoinHandle<()>, Error> {
+/// Open the file at start, so a missing or unreadable file stops the gateway before anything
+/// runs. A missing file is fine when followed (it is waited for): `None`.
+pub fn open(cfg: &FileSourceConfig) -> Result<Option<File>, Error> {
+    match File::open(&cfg.path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if cfg.follow && e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(Error {
+            name: cfg.name.clone(),
+            path: cfg.path.clone(),
+            err,
+        }),
+    }
+}
+
+/// Start the reading thread on the file [`open`] gave.
+pub fn start(args: Args, first: Option<File>) -> JoinHandle<()> {
     let SourceConfig::File(cfg) = &args.src.cfg else {
         unreachable!("file::start is only given file sources");
     };
     let cfg = cfg.clone();
-    let first = match File::open(&cfg.path) {
-        Ok(f) => Some(f),
-        Err(e) if cfg.follow && e.kind() == io::ErrorKind::NotFound => None,
-        Err(err) => {
-            return Err(Error {
-                name: cfg.name.clone(),
-                path: cfg.path.clone(),
-                err,
-            })
-        }
-    };
-    Ok(std::thread::Builder::new()
+    std::thread::Builder::new()
         .name(format!("ringway-file-{}", cfg.name))
         .spawn(move || run(args, cfg, first))
-        .expect("spawning a file source thread"))
+        .expect("spawning a file source thread")
 }
 
 /// Past the reading deadline (shutdown requested and its grace over)?

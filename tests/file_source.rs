@@ -1,0 +1,146 @@
+//! The `file` source: an NDJSON file read once (with the framing and codec rules of the socket
+//! sources), or followed like `tail -F` through appends, a rename-and-recreate rotation and a
+//! copytruncate.
+
+mod util;
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use util::*;
+
+fn config(follow: bool) -> String {
+    format!(
+        r#"
+[[sources]]
+type = "file"
+name = "logs"
+path = "{{dir}}/in.ndjson"
+follow = {follow}
+
+[[sinks]]
+type = "file"
+path = "{{dir}}/out.ndjson"
+
+[[sinks]]
+type = "file"
+path = "{{dir}}/env.ndjson"
+metadata = "envelope"
+
+[dead_letter]
+type = "file"
+path = "{{dir}}/dead.ndjson"
+"#
+    )
+}
+
+fn events(c: u64, range: std::ops::Range<u64>) -> Vec<u8> {
+    let mut v = Vec::new();
+    for i in range {
+        v.extend_from_slice(&event(c, i, PAD));
+        v.push(b'\n');
+    }
+    v
+}
+
+fn append(path: &Path, data: &[u8]) {
+    fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap()
+        .write_all(data)
+        .unwrap();
+}
+
+fn ready(gw: &mut Gateway) {
+    wait_until(PATIENCE, "the `reading file:` line", || {
+        gw.stderr().contains("reading file:")
+    });
+}
+
+#[test]
+fn reads_a_file_once() {
+    let launch = Gateway::configure(&config(false));
+    let input = launch.path("in.ndjson");
+    let mut data = events(1, 0..5000);
+    data.extend_from_slice(b"{\"broken\": \n");
+    data.extend_from_slice(&events(1, 5000..5001));
+    data.extend_from_slice(&event(1, 5001, PAD)); // the last line has no newline
+    fs::write(&input, &data).unwrap();
+    let mut gw = launch.spawn();
+    ready(&mut gw);
+    let out = gw.path("out.ndjson");
+    wait_until(PATIENCE, "every line", || count_lines(&out) == 5002);
+    let s = gw.stop();
+    assert_eq!(
+        (s.events_in, s.events_out, s.dead_lettered),
+        (5002, 5002, 1)
+    );
+    let mut check = SeqChecker::new(PAD);
+    for l in read_lines(&out) {
+        check.push(&l);
+    }
+    let dead = read_json_lines(&gw.path("dead.ndjson"));
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["error"], "invalid_json");
+    assert_eq!(dead[0]["line"], 5001);
+    assert_eq!(dead[0]["source"], "logs");
+    let env = read_json_lines(&gw.path("env.ndjson"));
+    assert_eq!(env[0]["meta"]["file"]["path"], input.to_str().unwrap());
+    assert_eq!(env[0]["meta"]["source"], "logs");
+    assert!(gw.stderr().contains("file read to its end"));
+}
+
+#[test]
+fn a_missing_file_is_a_clear_error_unless_followed() {
+    let r = Gateway::configure(&config(false)).expect_failure();
+    assert!(
+        r.stderr.contains("source logs: cannot open") && r.stderr.contains("in.ndjson"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn follows_appends_rotation_and_truncation() {
+    let launch = Gateway::configure(&config(true));
+    let input = launch.path("in.ndjson");
+    // Started before the file exists: it waits for it.
+    let mut gw = launch.spawn();
+    ready(&mut gw);
+    let out = gw.path("out.ndjson");
+    append(&input, &events(2, 0..100));
+    wait_until(PATIENCE, "the first 100", || count_lines(&out) == 100);
+    // Appends, including a line written in two parts.
+    let more = events(2, 100..200);
+    let cut = more.len() - 30;
+    append(&input, &more[..cut]);
+    std::thread::sleep(Duration::from_millis(250));
+    append(&input, &more[cut..]);
+    wait_until(PATIENCE, "200 lines", || count_lines(&out) == 200);
+    // Rotation: the file is renamed (and a last line still lands in it), a new one appears.
+    let rotated = gw.path("in.ndjson.1");
+    fs::rename(&input, &rotated).unwrap();
+    append(&rotated, &events(2, 200..201));
+    append(&input, &events(2, 201..250));
+    wait_until(PATIENCE, "250 lines", || count_lines(&out) == 250);
+    // copytruncate: emptied in place, then written again from its start.
+    fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&input)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    append(&input, &events(2, 250..270));
+    wait_until(PATIENCE, "270 lines", || count_lines(&out) == 270);
+    let s = gw.stop();
+    assert_eq!((s.events_in, s.events_out, s.dead_lettered), (270, 270, 0));
+    let mut check = SeqChecker::new(PAD);
+    for l in read_lines(&out) {
+        check.push(&l);
+    }
+    assert_eq!(check.counts().get(&2), Some(&270));
+}
