@@ -95,10 +95,12 @@ pub struct Batch {
 
 impl Batch {
     pub fn new(conn: Arc<ConnMeta>, bytes_hint: usize) -> Batch {
+        let (mut data, ends) = pool::take();
+        data.reserve(bytes_hint);
         Batch {
             conn,
-            data: Vec::with_capacity(bytes_hint),
-            ends: Vec::new(),
+            data,
+            ends,
             dead: Vec::new(),
             born: crate::telemetry::mono_ns(),
             stamps: Vec::new(),
@@ -128,6 +130,49 @@ impl Batch {
             start = end as usize + 1;
             e
         })
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        pool::give(
+            std::mem::take(&mut self.data),
+            std::mem::take(&mut self.ends),
+        );
+    }
+}
+
+/// Batch buffers come back here when a batch has been written, and new batches take them, so
+/// that a steady stream reuses the same memory instead of faulting in fresh pages (buffers are
+/// made by the source threads and freed by the sink side, which allocators handle poorly).
+mod pool {
+    use std::sync::Mutex;
+
+    /// Buffers kept at most; beyond that they are freed.
+    const KEEP: usize = 512;
+    /// Larger buffers (a batch that held a huge line) are not kept.
+    const MAX_CAPACITY: usize = 4 << 20;
+
+    static POOL: Mutex<Vec<(Vec<u8>, Vec<u32>)>> = Mutex::new(Vec::new());
+
+    pub(super) fn take() -> (Vec<u8>, Vec<u32>) {
+        POOL.lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_default()
+    }
+
+    pub(super) fn give(mut data: Vec<u8>, mut ends: Vec<u32>) {
+        if data.capacity() == 0 || data.capacity() > MAX_CAPACITY {
+            return;
+        }
+        data.clear();
+        ends.clear();
+        if let Ok(mut p) = POOL.lock() {
+            if p.len() < KEEP {
+                p.push((data, ends));
+            }
+        }
     }
 }
 

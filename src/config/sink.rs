@@ -221,7 +221,7 @@ impl RawSink {
                         ))
                     }
                 };
-                let spool = c.spool_bytes.unwrap_or(64 << 20);
+                let spool = c.spool_bytes.unwrap_or(16 << 20);
                 if !(4096..=16 << 30).contains(&spool) {
                     return Err(invalid(
                         format!("{field}.spool_bytes"),
