@@ -59,8 +59,8 @@ run() { # A's sink (TOML) → prints "seconds a_cpu_ticks": from the first clien
     # SIGTERM: A reads what is queued, writes everything out, and exits; its CPU time is
     # sampled until it is gone (the last sample is at most 10 ms before the exit).
     kill -TERM "$a"
-    while [ -e "/proc/$a/stat" ] && [ "$(awk '{print $3}' "/proc/$a/stat")" != Z ]; do
-        c=$(cpu "$a")
+    while t=$(cpu "$a" 2>/dev/null) && [ "$(awk '{print $3}' "/proc/$a/stat" 2>/dev/null)" != Z ]; do
+        c=$t
         sleep 0.01
     done
     wait "$a" || { echo "A exited non-zero" >&2; exit 1; }

@@ -1,5 +1,9 @@
 //! Delivery: what goes into the socket comes out of the sink, byte for byte, once, in
 //! per-connection order — under load, at shutdown, on disconnects, with credentials.
+//!
+//! Exact delivery, shutdown (SIGTERM mid-stream, draining, refusing new clients) and
+//! disconnects run over both transports: a UNIX socket (`<test>_<mode>`) and TCP
+//! (`<test>_tcp_<mode>`), each in both io modes, on one body per test.
 
 mod util;
 
@@ -17,16 +21,27 @@ const SOCAT_CONNS: u64 = 8;
 
 #[test]
 fn exact_delivery_uring() {
-    exact_delivery("uring");
+    exact_delivery("uring", Transport::Unix);
 }
 
 #[test]
 fn exact_delivery_epoll() {
-    exact_delivery("epoll");
+    exact_delivery("epoll", Transport::Unix);
 }
 
-fn exact_delivery(mode: &str) {
-    let mut gw = Gateway::start(&standard_config(mode));
+#[test]
+fn exact_delivery_tcp_uring() {
+    exact_delivery("uring", Transport::Tcp);
+}
+
+#[test]
+fn exact_delivery_tcp_epoll() {
+    exact_delivery("epoll", Transport::Tcp);
+}
+
+fn exact_delivery(mode: &str, transport: Transport) {
+    let mut gw = Gateway::start(&standard_config_on(mode, transport));
+    let target = gw.target();
     let conns = PYTHON_CONNS + SOCAT_CONNS;
     let per_conn = EVENTS / conns;
     let count = |c: u64| {
@@ -43,14 +58,14 @@ fn exact_delivery(mode: &str) {
     for (k, c) in (PYTHON_CONNS..conns).enumerate() {
         let file = gw.path(&format!("conn{c}.ndjson"));
         write_events_file(&file, c, count(c), PAD);
-        clients.push(Client::socat_file(gw.socket(), &file, socat_blocks[k]));
+        clients.push(Client::socat_file(&target, &file, socat_blocks[k]));
     }
     // Python clients cut their writes at random sizes.
     for c in 0..PYTHON_CONNS {
         let (n, seed) = (count(c).to_string(), (1000 + c).to_string());
         let writes = if c % 8 == 7 { "whole" } else { "random" };
         clients.push(Client::produce(
-            gw.socket(),
+            &target,
             &[
                 "--conn",
                 &c.to_string(),
@@ -69,7 +84,31 @@ fn exact_delivery(mode: &str) {
         0,
         "no dead letters"
     );
-    assert!(!gw.socket().exists(), "socket unlinked on clean exit");
+    assert_closed_after_exit(&gw, transport);
+}
+
+/// After a clean exit, UNIX: the socket file is gone; TCP: the port refuses connections.
+fn assert_closed_after_exit(gw: &Gateway, transport: Transport) {
+    match transport {
+        Transport::Unix => assert!(!gw.socket().exists(), "socket unlinked on clean exit"),
+        Transport::Tcp => match gw.connect() {
+            Err(e) if is_refusal(&e) => {}
+            Err(e) => panic!("connect to {} after the exit: {e}", gw.listen_target()),
+            Ok(_) => panic!(
+                "{} still accepts connections after the gateway exited",
+                gw.listen_target()
+            ),
+        },
+    }
+}
+
+/// A connect refused because nobody listens: the path is gone (UNIX) or the port is closed.
+/// (Not, say, EMFILE in the test process.)
+fn is_refusal(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+    )
 }
 
 // ---------------------------------------------------------------------------------
@@ -77,26 +116,37 @@ fn exact_delivery(mode: &str) {
 
 #[test]
 fn sigterm_mid_stream_uring() {
-    sigterm_mid_stream("uring");
+    sigterm_mid_stream("uring", Transport::Unix);
 }
 
 #[test]
 fn sigterm_mid_stream_epoll() {
-    sigterm_mid_stream("epoll");
+    sigterm_mid_stream("epoll", Transport::Unix);
 }
 
-fn sigterm_mid_stream(mode: &str) {
-    let config =
-        standard_config(mode).replace(r#"shutdown_timeout = "10s""#, r#"shutdown_timeout = "1s""#);
+#[test]
+fn sigterm_mid_stream_tcp_uring() {
+    sigterm_mid_stream("uring", Transport::Tcp);
+}
+
+#[test]
+fn sigterm_mid_stream_tcp_epoll() {
+    sigterm_mid_stream("epoll", Transport::Tcp);
+}
+
+fn sigterm_mid_stream(mode: &str, transport: Transport) {
+    let config = standard_config_on(mode, transport)
+        .replace(r#"shutdown_timeout = "10s""#, r#"shutdown_timeout = "1s""#);
     let mut gw = Gateway::start(&config);
     let out = gw.path("out.ndjson");
+    let target = gw.target();
 
     // Streams far longer than the test lasts; the gateway's shutdown ends them.
     let clients: Vec<Client> = (0..8)
         .map(|c| {
             let seed = (77 + c).to_string();
             Client::produce(
-                gw.socket(),
+                &target,
                 &[
                     "--conn",
                     &c.to_string(),
@@ -110,7 +160,7 @@ fn sigterm_mid_stream(mode: &str) {
         })
         .collect();
     // Every client must be connected and streaming before SIGTERM: a client that has not
-    // connected yet would (rightly) find the socket path gone.
+    // connected yet would (rightly) find the socket path gone, or the TCP port closed.
     wait_until(
         Duration::from_secs(60),
         "50,000 events in the sink, from all 8 connections",
@@ -169,7 +219,7 @@ fn sigterm_mid_stream(mode: &str) {
         read_lines(&gw.path("dead.ndjson")).len() as u64,
         summary.dead_lettered
     );
-    assert!(!gw.socket().exists(), "socket unlinked on clean exit");
+    assert_closed_after_exit(&gw, transport);
 }
 
 // ---------------------------------------------------------------------------------
@@ -177,16 +227,27 @@ fn sigterm_mid_stream(mode: &str) {
 
 #[test]
 fn disconnect_mid_line_uring() {
-    disconnect_mid_line("uring");
+    disconnect_mid_line("uring", Transport::Unix);
 }
 
 #[test]
 fn disconnect_mid_line_epoll() {
-    disconnect_mid_line("epoll");
+    disconnect_mid_line("epoll", Transport::Unix);
 }
 
-fn disconnect_mid_line(mode: &str) {
-    let mut gw = Gateway::start(&standard_config(mode));
+#[test]
+fn disconnect_mid_line_tcp_uring() {
+    disconnect_mid_line("uring", Transport::Tcp);
+}
+
+#[test]
+fn disconnect_mid_line_tcp_epoll() {
+    disconnect_mid_line("epoll", Transport::Tcp);
+}
+
+fn disconnect_mid_line(mode: &str, transport: Transport) {
+    let mut gw = Gateway::start(&standard_config_on(mode, transport));
+    let target = gw.target();
     let cut = gw.path("cut.bin");
     std::fs::write(&cut, b"{\"a\":1}\n{\"b\":").unwrap();
     let whole = gw.path("whole.bin");
@@ -194,16 +255,16 @@ fn disconnect_mid_line(mode: &str) {
 
     // Neighbours stream on other connections before, during and after.
     let neighbour = Client::produce(
-        gw.socket(),
+        &target,
         &["--conn", "7", "--count", "20000", "--writes", "tiny"],
     );
     let cutter = Client::produce(
-        gw.socket(),
+        &target,
         &["--file", cut.to_str().unwrap(), "--writes", "tiny"],
     );
     let cutter_creds = cutter.creds();
     cutter.finish();
-    Client::produce(gw.socket(), &["--file", whole.to_str().unwrap()]).finish();
+    Client::produce(&target, &["--file", whole.to_str().unwrap()]).finish();
     neighbour.finish();
 
     let summary = gw.stop();
@@ -241,8 +302,25 @@ fn disconnect_mid_line(mode: &str) {
     assert_eq!(d["raw"], r#"{"b":"#, "{d}");
     assert_eq!(d["len"], 5, "{d}");
     assert_eq!(d["truncated"], false, "{d}");
-    assert_eq!(d["pid"].as_u64(), Some(cutter_creds.pid), "{d}");
-    assert_eq!(d["path"], gw.socket_str(), "{d}");
+    assert_eq!(d["source"], "in", "{d}");
+    match transport {
+        // Who wrote it: the kernel-verified SO_PEERCRED pid.
+        Transport::Unix => {
+            assert_eq!(d["pid"].as_u64(), Some(cutter_creds.pid), "{d}");
+            assert_eq!(d["path"], gw.socket_str(), "{d}");
+            assert!(
+                d.get("remote").is_none(),
+                "no remote address over UNIX: {d}"
+            );
+        }
+        // Who wrote it: the peer address (TCP has no credentials).
+        Transport::Tcp => {
+            assert_eq!(d["path"], gw.tcp_addr().to_string(), "{d}");
+            assert_eq!(d["remote"]["host"], "127.0.0.1", "{d}");
+            let port = d["remote"]["port"].as_u64().unwrap_or(0);
+            assert!(port > 0 && port != u64::from(gw.tcp_addr().port()), "{d}");
+        }
+    }
     assert_eq!(
         summary,
         Summary {
@@ -373,27 +451,39 @@ metadata = "envelope"
 
 // ---------------------------------------------------------------------------------
 // Shutdown: an open connection is read to EOF (within shutdown_timeout); no new
-// connection is accepted.
+// connection is accepted. UNIX: the socket path is removed at once (and is gone after the
+// exit). TCP has no path: a connect can still succeed until the listeners close, once the
+// connections already queued have been taken in; from then on connects must be refused
+// (and after the exit the port refuses them).
 
 #[test]
 fn shutdown_drains_open_connections_uring() {
-    shutdown_drains_open_connections("uring");
+    shutdown_drains_open_connections("uring", Transport::Unix);
 }
 
 #[test]
 fn shutdown_drains_open_connections_epoll() {
-    shutdown_drains_open_connections("epoll");
+    shutdown_drains_open_connections("epoll", Transport::Unix);
 }
 
-fn shutdown_drains_open_connections(mode: &str) {
-    use std::io::Write;
-    use std::os::unix::net::UnixStream;
+#[test]
+fn shutdown_drains_open_connections_tcp_uring() {
+    shutdown_drains_open_connections("uring", Transport::Tcp);
+}
 
-    let config =
-        standard_config(mode).replace(r#"shutdown_timeout = "10s""#, r#"shutdown_timeout = "60s""#);
+#[test]
+fn shutdown_drains_open_connections_tcp_epoll() {
+    shutdown_drains_open_connections("epoll", Transport::Tcp);
+}
+
+fn shutdown_drains_open_connections(mode: &str, transport: Transport) {
+    use std::io::Write;
+
+    let config = standard_config_on(mode, transport)
+        .replace(r#"shutdown_timeout = "10s""#, r#"shutdown_timeout = "60s""#);
     let mut gw = Gateway::start(&config);
     let out = gw.path("out.ndjson");
-    let mut open = UnixStream::connect(gw.socket()).unwrap();
+    let mut open = gw.connect().unwrap();
     open.write_all(b"{\"n\":1}\n{\"n\":2,").unwrap();
     wait_until(PATIENCE, "the first event in the sink", || {
         count_lines(&out) == 1
@@ -405,6 +495,7 @@ fn shutdown_drains_open_connections(mode: &str) {
         gw.is_running(),
         "the gateway must wait for the open connection (shutdown_timeout = 60s)"
     );
+    // (That new clients are refused meanwhile is shutdown_refuses_new_connections.)
 
     // The open connection finishes its line, sends one more, and closes.
     open.write_all(b"\"late\":true}\n{\"n\":3}\n").unwrap();
@@ -430,45 +521,56 @@ fn shutdown_drains_open_connections(mode: &str) {
             dropped: 0
         }
     );
-    assert!(!gw.socket().exists(), "socket unlinked on clean exit");
+    assert_closed_after_exit(&gw, transport);
 }
 
 #[test]
 fn shutdown_refuses_new_connections_uring() {
-    shutdown_refuses_new_connections("uring");
+    shutdown_refuses_new_connections("uring", Transport::Unix);
 }
 
 #[test]
 fn shutdown_refuses_new_connections_epoll() {
-    shutdown_refuses_new_connections("epoll");
+    shutdown_refuses_new_connections("epoll", Transport::Unix);
+}
+
+#[test]
+fn shutdown_refuses_new_connections_tcp_uring() {
+    shutdown_refuses_new_connections("uring", Transport::Tcp);
+}
+
+#[test]
+fn shutdown_refuses_new_connections_tcp_epoll() {
+    shutdown_refuses_new_connections("epoll", Transport::Tcp);
 }
 
 /// Once shutdown has begun, a new client must not be able to connect: a connect that
 /// succeeds into a listener nobody accepts from any more loses whatever the client sends.
-fn shutdown_refuses_new_connections(mode: &str) {
+/// (Over TCP a connect may succeed until the listeners close; then it must be refused.)
+fn shutdown_refuses_new_connections(mode: &str, transport: Transport) {
     use std::io::Write;
-    use std::os::unix::net::UnixStream;
 
-    let config =
-        standard_config(mode).replace(r#"shutdown_timeout = "10s""#, r#"shutdown_timeout = "60s""#);
+    let config = standard_config_on(mode, transport)
+        .replace(r#"shutdown_timeout = "10s""#, r#"shutdown_timeout = "60s""#);
     let mut gw = Gateway::start(&config);
     // An open connection keeps the shutdown going.
-    let mut open = UnixStream::connect(gw.socket()).unwrap();
+    let mut open = gw.connect().unwrap();
     open.write_all(b"{\"old\":1}\n").unwrap();
     wait_until(PATIENCE, "the first event in the sink", || {
         count_lines(&gw.path("out.ndjson")) == 1
     });
 
     gw.signal(libc::SIGTERM);
-    let socket = gw.socket().to_path_buf();
+    let target = gw.listen_target().clone();
     let mut late = Vec::new(); // connections that still got through, each sending one event
-    let refused = poll_until(PATIENCE, || match UnixStream::connect(&socket) {
+    let refused = poll_until(PATIENCE, || match target.connect() {
         Ok(mut s) => {
             let _ = s.write_all(b"{\"late\":1}\n");
             late.push(s);
             false
         }
-        Err(_) => true,
+        Err(e) if is_refusal(&e) => true,
+        Err(e) => panic!("connect to {target} after SIGTERM: {e}"),
     });
     assert!(
         gw.is_running(),
@@ -486,10 +588,12 @@ fn shutdown_refuses_new_connections(mode: &str) {
         .count();
     assert!(
         refused,
-        "{PATIENCE:?} after SIGTERM new connections to {} still succeed: {late_conns} connections made after SIGTERM \
+        "{PATIENCE:?} after SIGTERM new connections to {target} still succeed: {late_conns} connections made after SIGTERM \
          each sent one event, {late_events} of them reached the sink, the rest were lost (summary {summary:?})",
-        socket.display(),
     );
+    if transport == Transport::Tcp {
+        eprintln!("{mode}/tcp: {late_conns} connects succeeded after SIGTERM before refusal; {late_events} of their events reached the sink");
+    }
 }
 
 // ---------------------------------------------------------------------------------

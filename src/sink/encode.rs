@@ -157,23 +157,29 @@ pub fn dead_letter(out: &mut Vec<u8>, conn: &ConnMeta, d: &DeadLetter) {
     json_str(out, conn.source.name.as_bytes());
     out.extend_from_slice(b",\"path\":");
     json_str(out, conn.source.path.as_bytes());
-    let _ = write!(
-        out,
-        ",\"peer\":{},\"pid\":{},\"uid\":{},\"gid\":{},\"line\":{},\"len\":{},\"truncated\":{},\"raw\":",
-        conn.id,
-        conn.pid,
-        conn.uid,
-        conn.gid,
-        d.line,
-        d.len,
-        (d.raw.len() as u64) < d.len
-    );
-    json_str(out, &d.raw);
+    // `peer` is the connection id (as in a UNIX envelope); the credentials are SO_PEERCRED's,
+    // which only a UNIX peer has; a TCP peer's address is `remote`.
+    let _ = write!(out, ",\"peer\":{}", conn.id);
+    if conn.source.kind == "unix_socket_server" {
+        let _ = write!(
+            out,
+            ",\"pid\":{},\"uid\":{},\"gid\":{}",
+            conn.pid, conn.uid, conn.gid
+        );
+    }
     if let Some(a) = conn.peer_addr {
         out.extend_from_slice(b",\"remote\":{\"host\":");
         json_str(out, a.ip().to_string().as_bytes());
         let _ = write!(out, ",\"port\":{}}}", a.port());
     }
+    let _ = write!(
+        out,
+        ",\"line\":{},\"len\":{},\"truncated\":{},\"raw\":",
+        d.line,
+        d.len,
+        (d.raw.len() as u64) < d.len
+    );
+    json_str(out, &d.raw);
     out.extend_from_slice(b"}\n");
 }
 

@@ -86,7 +86,10 @@ pub async fn run_source(src: Arc<SourceRt>, listener: OwnedFd, shared: Shared) -
             Ok(stream) => {
                 tasks.spawn(connection(Arc::clone(&src), stream, shared.clone()));
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                listener.stop_listening();
+                break;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 Counters::add(&shared.counters.accept_errors, 1);
@@ -135,6 +138,14 @@ impl AsyncListener {
             AsyncListener::Unix(l) => Stream::Unix(l.accept().await?.0),
             AsyncListener::Tcp(l) => Stream::Tcp(l.accept().await?.0),
         })
+    }
+
+    /// A TCP listener whose queue was taken in: stop listening now (new connections are
+    /// refused) rather than when the gateway exits. A UNIX socket's path is already gone.
+    fn stop_listening(&self) {
+        if let AsyncListener::Tcp(l) = self {
+            let _ = rustix::net::shutdown(l, rustix::net::Shutdown::Read);
+        }
     }
 
     /// Accept without waiting (WouldBlock when the queue is empty).

@@ -415,7 +415,8 @@ impl Worker {
             } else if let Some(fd) = self.args.balance.place(self.args.index, s, fd) {
                 self.open_conn(s, fd);
             }
-        } else if res != -libc::ECANCELED {
+        } else if res != -libc::ECANCELED && !self.stopping {
+            // (While stopping, a TCP listener that was shut down ends its accept with an error.)
             Counters::add(&self.args.counters.accept_errors, 1);
             let err = io::Error::from_raw_os_error(-res);
             if self.warn_limit.allow().is_some() {

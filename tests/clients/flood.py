@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Open many connections at once to exhaust a gateway's file descriptors.
 
-Usage: flood.py SOCKET --conns N [--hold SECONDS]
+Usage: flood.py TARGET --conns N [--hold SECONDS]
+
+TARGET: a UNIX socket path or `tcp:HOST:PORT` (as produce.py takes it).
 
 Each connection that connects writes one line {"flood":k}. All are held open for
 --hold seconds, then closed. Connects that fail or time out are counted, not fatal.
@@ -9,28 +11,29 @@ Last stdout line: {"connected":[k, ...],"failed":n}
 """
 import argparse
 import json
-import socket
 import sys
 import time
+
+from produce import connect
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("socket")
+    p.add_argument("target")
     p.add_argument("--conns", type=int, default=100)
     p.add_argument("--hold", type=float, default=1.0)
     args = p.parse_args()
 
     socks, connected, failed = [], [], 0
     for k in range(args.conns):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(5)
+        s = None
         try:
-            s.connect(args.socket)
+            s = connect(args.target, timeout=5)
             s.sendall(b'{"flood":%d}\n' % k)
         except OSError:
             failed += 1
-            s.close()
+            if s is not None:
+                s.close()
             continue
         socks.append(s)
         connected.append(k)

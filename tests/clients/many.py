@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Many concurrent connections, written round-robin in random chunks.
 
-Usage: many.py SOCKET --conns N --count M [--seed S] [--first-conn C]
+Usage: many.py TARGET --conns N --count M [--seed S] [--first-conn C]
+
+TARGET: a UNIX socket path or `tcp:HOST:PORT` (as produce.py takes it).
 
 Connection k (ids C..C+N-1) sends events 0..M-1 of produce.py's format. All connections
 are open at once and written a random-sized chunk at a time in turn, so the gateway
@@ -10,15 +12,14 @@ sees data pending on every one of them. Last stdout line: {"conns":N,"sent":N*M}
 import argparse
 import json
 import random
-import socket
 import sys
 
-from produce import event
+from produce import connect, event
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("socket")
+    p.add_argument("target")
     p.add_argument("--conns", type=int, default=300)
     p.add_argument("--count", type=int, default=200)
     p.add_argument("--seed", type=int, default=1)
@@ -29,8 +30,7 @@ def main():
     conns = []
     for k in range(args.conns):
         c = args.first_conn + k
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(args.socket)
+        s = connect(args.target)
         data = b"".join(event(c, i, 60, 140) for i in range(args.count))
         conns.append([s, memoryview(data), 0])
     live = list(conns)

@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""A real peer for ringway's integration tests: connect to a UNIX socket and write NDJSON.
+"""A real peer for ringway's integration tests: connect to a UNIX or TCP socket and write NDJSON.
 
 Usage:
-  produce.py SOCKET --conn C --count N [--seed S] [--writes random|tiny|whole]
+  produce.py TARGET --conn C --count N [--seed S] [--writes random|tiny|whole]
              [--pad MIN:MAX] [--forever] [--progress] [--as-uid U --as-gid G]
-  produce.py SOCKET --file PATH [--seed S] [--writes ...]
+  produce.py TARGET --file PATH [--seed S] [--writes ...]
+
+TARGET is a UNIX socket path (optionally `unix:PATH`) or `tcp:HOST:PORT` (see connect()).
 
 Stdout protocol (one JSON object per line, flushed at once):
-  first line   {"pid":..,"uid":..,"gid":..}   the credentials the kernel will report
+  first line   {"pid":..,"uid":..,"gid":..}   the process's own credentials: what the kernel
+                                               reports as SO_PEERCRED over UNIX (TCP has none)
   --progress   {"bytes":n}                     bytes handed to the kernel so far (~every 1 MiB)
   last line    {"sent":n,"upper":u,"bytes":b,"error":e}
                sent  = lines whose every byte was accepted by send()
@@ -36,6 +39,27 @@ def event(c, i, pad_min, pad_max):
     pad = (ALPHABET * (n // len(ALPHABET) + 2))[start:start + n]
     extra = EXTRA if i % 17 == 0 else ""
     return ('{"c":%d,"i":%d,"p":"%s"%s}\n' % (c, i, pad, extra)).encode()
+
+
+def connect(target, timeout=None):
+    """A connected stream socket to TARGET: `tcp:HOST:PORT` (HOST may be `[v6]`; TCP_NODELAY
+    is set, so each write goes out as it was cut), else a UNIX socket path, `unix:` optional.
+    `timeout` (seconds) bounds the connect and stays set on the socket."""
+    if target.startswith("tcp:"):
+        host, _, port = target[len("tcp:"):].rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        sock = socket.create_connection((host, int(port)), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    path = target[len("unix:"):] if target.startswith("unix:") else target
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def say(obj):
@@ -78,7 +102,7 @@ class Sender:
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("socket")
+    p.add_argument("target")
     p.add_argument("--conn", type=int, default=0)
     p.add_argument("--count", type=int, default=0)
     p.add_argument("--seed", type=int, default=1)
@@ -101,8 +125,7 @@ def main():
     say({"pid": os.getpid(), "uid": os.getuid(), "gid": os.getgid()})
 
     rng = random.Random(args.seed)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(args.socket)
+    sock = connect(args.target)
     sender = Sender(sock, rng, args.writes, args.progress)
     sent, upper, error = 0, 0, None
     try:

@@ -1,9 +1,9 @@
 //! Helpers for ringway's integration tests, meant to read like the docs.
 //!
 //! - [`Gateway`] runs the real `ringway` binary on a config whose `{dir}` stands for a
-//!   fresh temp dir, waits until its socket accepts, and stops it with SIGTERM, handing
-//!   back the [`Summary`] line. It is killed on drop, and its stderr is printed if the
-//!   test panicked.
+//!   fresh temp dir, waits until its socket (UNIX or TCP, see [`Transport`]) accepts, and
+//!   stops it with SIGTERM, handing back the [`Summary`] line. It is killed on drop, and its
+//!   stderr is printed if the test panicked.
 //! - [`Client`] (peer.rs) runs a real peer: `tests/clients/*.py` under python3, or socat;
 //!   [`LineReader`] and [`Fifo`] read a stdout or FIFO sink.
 //! - [`event`] (events.rs) is the generated event format shared with
@@ -22,6 +22,8 @@ pub use peer::*;
 
 use std::ffi::OsString;
 use std::fs;
+use std::io;
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -66,20 +68,43 @@ pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     true
 }
 
+/// How clients reach the gateway: the source `in` is a `unix_socket_server` or a `tcp_server`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Unix,
+    Tcp,
+}
+
+impl Transport {
+    /// The `[[sources]]` table of the source `in`: a UNIX socket at `{dir}/in.sock`, or TCP on
+    /// `127.0.0.1` with a port the gateway picks (see [`Gateway::target`]).
+    pub fn source(self) -> &'static str {
+        match self {
+            Transport::Unix => {
+                "[[sources]]\ntype = \"unix_socket_server\"\nname = \"in\"\npath = \"{dir}/in.sock\"\n"
+            }
+            Transport::Tcp => {
+                "[[sources]]\ntype = \"tcp_server\"\nname = \"in\"\nurl = \"127.0.0.1:0\"\n"
+            }
+        }
+    }
+}
+
 /// The config most tests use: one UNIX socket source `in` at `{dir}/in.sock`, a file
 /// sink at `{dir}/out.ndjson`, dead letters in `{dir}/dead.ndjson`.
 pub fn standard_config(mode: &str) -> String {
+    standard_config_on(mode, Transport::Unix)
+}
+
+/// [`standard_config`] with the source `in` on `transport` (TCP: `url = "127.0.0.1:0"`).
+pub fn standard_config_on(mode: &str, transport: Transport) -> String {
     format!(
         r#"
 io_mode = "{mode}"
 workers = 2
 shutdown_timeout = "10s"
 
-[[sources]]
-type = "unix_socket_server"
-name = "in"
-path = "{{dir}}/in.sock"
-
+{source}
 [[sinks]]
 type = "file"
 path = "{{dir}}/out.ndjson"
@@ -87,7 +112,8 @@ path = "{{dir}}/out.ndjson"
 [dead_letter]
 type = "file"
 path = "{{dir}}/dead.ndjson"
-"#
+"#,
+        source = transport.source()
     )
 }
 
@@ -245,6 +271,7 @@ impl Launch {
             dir: self.dir,
             stderr_path,
             socket: None,
+            target: None,
             stdout,
             exit: None,
         }
@@ -267,7 +294,7 @@ impl Launch {
                 gw.exit = Some(status);
                 let stderr = gw.stderr();
                 assert!(
-                    listening_path(&stderr).is_none(),
+                    listening_targets(&stderr).is_empty(),
                     "gateway listened before exiting:\n{stderr}"
                 );
                 return Refusal {
@@ -299,7 +326,10 @@ pub struct Gateway {
     child: Child,
     dir: TempDir,
     stderr_path: PathBuf,
+    /// The first `listening on unix:` path.
     socket: Option<PathBuf>,
+    /// The first `listening on` line's address, UNIX or TCP.
+    target: Option<Target>,
     stdout: Option<ChildStdout>,
     exit: Option<ExitStatus>,
 }
@@ -353,13 +383,42 @@ impl Gateway {
         self.dir.path().join(name)
     }
 
-    /// The socket path from the `listening on unix:<path>` line.
+    /// The socket path from the (first) `listening on unix:<path>` line.
     pub fn socket(&self) -> &Path {
-        self.socket.as_deref().expect("gateway is not ready")
+        match (&self.socket, &self.target) {
+            (Some(path), _) => path,
+            (None, Some(t)) => panic!("the gateway has no UNIX socket source: it listens on {t}"),
+            (None, None) => panic!("gateway is not ready"),
+        }
     }
 
     pub fn socket_str(&self) -> &str {
         self.socket().to_str().unwrap()
+    }
+
+    /// Where the gateway listens (its first `listening on` line), as `tests/clients/*.py`
+    /// and [`Client::produce`] / [`Client::socat_file`] take it: the UNIX socket path, or
+    /// `tcp:HOST:PORT`.
+    pub fn target(&self) -> String {
+        self.listen_target().arg()
+    }
+
+    /// Where the gateway listens (its first `listening on` line).
+    pub fn listen_target(&self) -> &Target {
+        self.target.as_ref().expect("gateway is not ready")
+    }
+
+    /// The bound address of a TCP source (its first `listening on tcp:` line).
+    pub fn tcp_addr(&self) -> SocketAddr {
+        match self.listen_target() {
+            Target::Tcp(addr) => *addr,
+            t => panic!("the gateway does not listen on TCP: {t}"),
+        }
+    }
+
+    /// A new connection to [`Gateway::listen_target`], from this process.
+    pub fn connect(&self) -> io::Result<Conn> {
+        self.listen_target().connect()
     }
 
     pub fn pid(&self) -> u32 {
@@ -399,12 +458,13 @@ impl Gateway {
             .expect("VmRSS in /proc/<pid>/status")
     }
 
-    /// Waits for the `listening on unix:<path>` line on stderr, then until the path accepts.
+    /// Waits for the first `listening on unix:<path>` or `listening on tcp:<host>:<port>` line
+    /// on stderr, then until that address accepts.
     pub fn wait_ready(&mut self) {
         let start = Instant::now();
-        let socket = loop {
-            if let Some(path) = listening_path(&self.stderr()) {
-                break path;
+        let target = loop {
+            if let Some(t) = listening_targets(&self.stderr()).into_iter().next() {
+                break t;
             }
             if !self.is_running() {
                 panic!(
@@ -415,18 +475,18 @@ impl Gateway {
             }
             if start.elapsed() > PATIENCE {
                 panic!(
-                    "no `listening on unix:` line within {PATIENCE:?}; stderr:\n{}",
+                    "no `listening on unix:` or `listening on tcp:` line within {PATIENCE:?}; stderr:\n{}",
                     self.stderr()
                 );
             }
             thread::sleep(Duration::from_millis(20));
         };
-        wait_until(
-            PATIENCE,
-            &format!("{} to accept connections", socket.display()),
-            || UnixStream::connect(&socket).is_ok(),
-        );
-        self.socket = Some(socket);
+        wait_until(PATIENCE, &format!("{target} to accept connections"), || {
+            target.connect().is_ok()
+        });
+        // The gateway prints every source's line at once: by now all of them are there.
+        self.socket = listening_path(&self.stderr());
+        self.target = Some(target);
     }
 
     pub fn signal(&self, sig: libc::c_int) {
@@ -490,12 +550,91 @@ fn tail(s: &str) -> &str {
 
 /// The path in the first `listening on unix:<path>` line, if any.
 pub fn listening_path(stderr: &str) -> Option<PathBuf> {
-    stderr.lines().map(strip_ansi).find_map(|line| {
-        let rest = &line[line.find("listening on unix:")? + "listening on unix:".len()..];
-        let path = rest.split_whitespace().next()?;
-        let path = path.trim_end_matches(['"', '\'', ',', ')', '`']);
-        Some(PathBuf::from(path))
+    listening_targets(stderr).into_iter().find_map(|t| match t {
+        Target::Unix(path) => Some(path),
+        Target::Tcp(_) => None,
     })
+}
+
+/// The address of every `listening on unix:<path>` and `listening on tcp:<host>:<port>` line,
+/// in order.
+pub fn listening_targets(stderr: &str) -> Vec<Target> {
+    stderr
+        .lines()
+        .map(strip_ansi)
+        .filter_map(|line| {
+            let rest = &line[line.find("listening on ")? + "listening on ".len()..];
+            let word = rest.split_whitespace().next()?;
+            let word = word.trim_end_matches(['"', '\'', ',', ')', '`']);
+            if let Some(path) = word.strip_prefix("unix:") {
+                Some(Target::Unix(PathBuf::from(path)))
+            } else {
+                word.strip_prefix("tcp:")?.parse().ok().map(Target::Tcp)
+            }
+        })
+        .collect()
+}
+
+/// Where a gateway listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+impl Target {
+    /// What `tests/clients/*.py`, [`Client::produce`] and [`Client::socat_file`] take: the
+    /// socket path, or `tcp:HOST:PORT`.
+    pub fn arg(&self) -> String {
+        match self {
+            Target::Unix(path) => path.to_str().expect("UTF-8 socket path").to_string(),
+            Target::Tcp(addr) => format!("tcp:{addr}"),
+        }
+    }
+
+    pub fn connect(&self) -> io::Result<Conn> {
+        Ok(match self {
+            Target::Unix(path) => Conn::Unix(UnixStream::connect(path)?),
+            Target::Tcp(addr) => Conn::Tcp(TcpStream::connect(addr)?),
+        })
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Unix(path) => write!(f, "unix:{}", path.display()),
+            Target::Tcp(addr) => write!(f, "tcp:{addr}"),
+        }
+    }
+}
+
+/// A client connection made by the test itself.
+pub enum Conn {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl io::Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Unix(s) => s.write(buf),
+            Conn::Tcp(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl io::Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Unix(s) => s.read(buf),
+            Conn::Tcp(s) => s.read(buf),
+        }
+    }
 }
 
 pub fn is_root() -> bool {
@@ -552,12 +691,13 @@ pub fn framing_config(mode: &str, separate: &str) -> String {
     )
 }
 
-/// Sends `payload` over one connection in tiny writes (produce.py --file) and waits for it.
+/// Sends `payload` over one connection (UNIX or TCP) in tiny writes (produce.py --file) and
+/// waits for it.
 pub fn send_tiny(gw: &Gateway, payload: &[u8]) {
     let file = gw.path("payload.bin");
     fs::write(&file, payload).unwrap();
     Client::produce(
-        gw.socket(),
+        gw.target(),
         &["--file", file.to_str().unwrap(), "--writes", "tiny"],
     )
     .finish();

@@ -1,6 +1,7 @@
 //! Real peers and pipes: [`Client`] runs `tests/clients/*.py` under python3, or socat;
 //! [`LineReader`] and [`Fifo`] read what a stdout or FIFO sink writes.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -36,22 +37,38 @@ impl Client {
         Client::spawn(format!("{script} {}", args.join(" ")), cmd)
     }
 
-    /// `produce.py <socket> <args>`: see tests/clients/produce.py.
-    pub fn produce(socket: &Path, args: &[&str]) -> Client {
-        let mut all = vec![socket.to_str().unwrap()];
-        all.extend_from_slice(args);
-        Client::python("produce.py", &all)
+    /// `produce.py <target> <args>`: see tests/clients/produce.py. `target` is a UNIX socket
+    /// path or `tcp:HOST:PORT` (as [`Gateway::target`](super::Gateway::target) gives it).
+    pub fn produce(target: impl AsRef<OsStr>, args: &[&str]) -> Client {
+        let target = target.as_ref();
+        let mut cmd = Command::new("python3");
+        cmd.arg(clients_dir().join("produce.py"))
+            .arg(target)
+            .args(args);
+        Client::spawn(
+            format!("produce.py {} {}", target.to_string_lossy(), args.join(" ")),
+            cmd,
+        )
     }
 
-    /// `socat -u -b <block> <file> UNIX-CONNECT:<socket>`: the file's bytes in `block`-sized reads.
-    pub fn socat_file(socket: &Path, file: &Path, block: usize) -> Client {
+    /// `socat -u -b <block> <file> UNIX-CONNECT:<path>` (or `TCP:<host>:<port>,nodelay` for a
+    /// `tcp:HOST:PORT` target): the file's bytes in `block`-sized reads, each its own write.
+    pub fn socat_file(target: impl AsRef<OsStr>, file: &Path, block: usize) -> Client {
+        let target = target.as_ref().to_str().expect("UTF-8 target");
+        let address = match target.strip_prefix("tcp:") {
+            Some(host_port) => format!("TCP:{host_port},nodelay"),
+            None => format!(
+                "UNIX-CONNECT:{}",
+                target.strip_prefix("unix:").unwrap_or(target)
+            ),
+        };
         let mut cmd = Command::new("socat");
         cmd.arg("-u")
             .arg("-b")
             .arg(block.to_string())
             .arg(file)
-            .arg(format!("UNIX-CONNECT:{}", socket.display()));
-        Client::spawn(format!("socat {}", file.display()), cmd)
+            .arg(address);
+        Client::spawn(format!("socat {} {target}", file.display()), cmd)
     }
 
     pub fn spawn(name: String, mut cmd: Command) -> Client {

@@ -41,7 +41,15 @@ impl Worker {
                     self.args.balance.keep(self.args.index);
                     self.open_conn(s, fd);
                 }
-                Err(rustix::io::Errno::AGAIN) => return,
+                Err(rustix::io::Errno::AGAIN) => {
+                    // A TCP listener stops listening now: new clients are refused at once
+                    // instead of being queued and reset when the gateway exits. (A UNIX
+                    // socket's path is gone already.)
+                    if self.args.sources[s].meta.kind == "tcp_server" {
+                        let _ = rustix::net::shutdown(listener, rustix::net::Shutdown::Read);
+                    }
+                    return;
+                }
                 Err(rustix::io::Errno::INTR) => {}
                 Err(e) => {
                     Counters::add(&self.args.counters.accept_errors, 1);
