@@ -16,16 +16,7 @@ cargo build --release --quiet -p ringway
 bin=target/release/ringway
 work=$(mktemp -d)
 trap 'pkill -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
-python3 - "$work/load.ndjson" "$lines" <<'PY'
-import json, random, sys
-r = random.Random(1)
-with open(sys.argv[1], "w") as f:
-    for i in range(int(sys.argv[2])):
-        f.write(json.dumps({"ts": 1700000000 + i, "level": r.choice(["info", "warn", "error"]),
-            "svc": "api-%d" % r.randint(1, 50),
-            "msg": "request handled path=/v1/items/%d status=%d" % (i, r.choice([200, 201, 404, 500])),
-            "dur_ms": r.random() * 100, "trace": "%032x" % r.getrandbits(128)}) + "\n")
-PY
+python3 benches/common/load.py "$work/load.ndjson" "$lines"
 total=$((lines * clients))
 now() { date +%s.%N; }
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # clock ticks

@@ -59,20 +59,6 @@ impl Proc {
     }
 }
 
-/// A `key=value` of the `stopped:` line of a gateway's stderr (0 when absent).
-fn detail(stderr: &str, key: &str) -> u64 {
-    stderr
-        .lines()
-        .rev()
-        .find(|l| l.contains("stopped:"))
-        .and_then(|l| {
-            l.split_whitespace()
-                .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-                .map(|v| v.parse().unwrap())
-        })
-        .unwrap_or(0)
-}
-
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -248,8 +234,12 @@ reconnect = {{ retry = {{ interval_ms = 50, growth_rate = 1.5, max_interval_ms =
     assert_eq!(sa.events_in, CONNS * PER);
     assert_eq!(sa.events_out, CONNS * PER, "A wrote every event to B");
     let err = a.stderr();
-    let resent = detail(&err, "resent");
-    assert_eq!(detail(&err, "reconnects"), 2, "A reconnected twice: {err}");
+    let resent = exit_detail(&err, "resent");
+    assert_eq!(
+        exit_detail(&err, "reconnects"),
+        2,
+        "A reconnected twice: {err}"
+    );
     let (counts, dups) = check_at_least_once(&b_out);
     eprintln!("B wrote {dups} duplicates; A re-sent {resent} events");
     for c in 0..CONNS {

@@ -37,19 +37,9 @@ write_timeout = "{write_timeout}"
 
 /// Start a gateway and return it with the target its clients connect to.
 fn start(config: &str) -> (Gateway, String) {
-    let mut gw = Gateway::configure(config).spawn();
-    let mut target = None;
-    wait_until(PATIENCE, "a `listening on` line", || {
-        let err = gw.stderr();
-        target = err.lines().find_map(|l| {
-            let rest = &l[l.find("listening on ")? + "listening on ".len()..];
-            let t = rest.split_whitespace().next()?;
-            Some(t.strip_prefix("unix:").unwrap_or(t).to_string())
-        });
-        target.is_some()
-    });
-    assert!(gw.is_running(), "gateway exited: {}", gw.stderr());
-    (gw, target.unwrap())
+    let gw = Gateway::start(config);
+    let target = gw.target();
+    (gw, target)
 }
 
 fn clients(target: &str, n: usize, count: usize, first: usize) -> serde_json::Value {
@@ -66,19 +56,6 @@ fn clients(target: &str, n: usize, count: usize, first: usize) -> serde_json::Va
         ],
     )
     .finish()
-}
-
-fn detail(stderr: &str, key: &str) -> u64 {
-    stderr
-        .lines()
-        .rev()
-        .find(|l| l.contains("stopped:"))
-        .and_then(|l| {
-            l.split_whitespace()
-                .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-                .map(|v| v.parse().unwrap())
-        })
-        .unwrap_or(0)
 }
 
 fn routing(mode: &str, tcp: bool) {
@@ -114,8 +91,8 @@ fn routing(mode: &str, tcp: bool) {
 
     let s = gw.stop();
     let err = gw.stderr();
-    assert_eq!(detail(&err, "reply_timeouts"), 1, "{err}");
-    assert!(detail(&err, "replies_dropped") > 0, "{err}");
+    assert_eq!(exit_detail(&err, "reply_timeouts"), 1, "{err}");
+    assert!(exit_detail(&err, "replies_dropped") > 0, "{err}");
     // Every event was taken in and written to the file sink, the hog's included (its last
     // line may have been cut when it was closed).
     assert_eq!(s.events_in, s.events_out);
@@ -254,7 +231,7 @@ route_field = "to"
     assert_eq!(s.events_out, 3);
     // a's own event named nobody, and nobody is 999999.
     assert_eq!(
-        detail(&gw.stderr(), "replies_dropped"),
+        exit_detail(&gw.stderr(), "replies_dropped"),
         2,
         "{}",
         gw.stderr()

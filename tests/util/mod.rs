@@ -548,6 +548,21 @@ fn tail(s: &str) -> &str {
     &s[start..]
 }
 
+/// A `key=value` of the `stopped:` line ringway logs before its summary (0 when absent: the
+/// line leaves out counters that are zero).
+pub fn exit_detail(stderr: &str, key: &str) -> u64 {
+    stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("stopped:"))
+        .and_then(|l| {
+            l.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+                .map(|v| v.parse().unwrap())
+        })
+        .unwrap_or(0)
+}
+
 /// The path in the first `listening on unix:<path>` line, if any.
 pub fn listening_path(stderr: &str) -> Option<PathBuf> {
     listening_targets(stderr).into_iter().find_map(|t| match t {
