@@ -548,6 +548,26 @@ fn tail(s: &str) -> &str {
     &s[start..]
 }
 
+/// `ringway check` must refuse `config` with an error that names `field`; returns its stderr.
+pub fn check_refuses(config: &str, field: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ringway.toml");
+    fs::write(&path, config).unwrap();
+    let out = Command::new(bin())
+        .args(["check", "--config"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "accepted:\n{config}");
+    assert!(
+        err.contains(field),
+        "the error does not name {field}: {err}"
+    );
+    err
+}
+
 /// A `key=value` of the `stopped:` line ringway logs before its summary (0 when absent: the
 /// line leaves out counters that are zero).
 pub fn exit_detail(stderr: &str, key: &str) -> u64 {
