@@ -310,6 +310,33 @@ fn roundtrip_latency_against_an_echo_peer() {
     assert!(err.contains("roundtrip   p50"), "{err}");
 }
 
+/// The same round trip through ringway itself: its `reply` sink writes every event back to the
+/// connection it came from.
+#[test]
+fn roundtrip_through_ringways_reply_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = ringway(dir.path(), "\n[[sinks]]\ntype = \"reply\"\n");
+    let j = dir.path().join("r.json");
+    let (out, err) = run(&[
+        "--target",
+        &target(&gw),
+        "--count",
+        "20000",
+        "-c",
+        "8",
+        "-k",
+        "16",
+        "--roundtrip",
+        "--json",
+        j.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{err}");
+    let r = json(&j);
+    assert_eq!(r["replies"], 20000);
+    assert_eq!(r["missing_replies"], 0);
+    assert_eq!(r["latency"]["roundtrip"]["count"], 20000);
+}
+
 /// A 500 ms stall at a 2,000 events/s schedule delays ~1,000 events: charged from their
 /// intended send times, they fill the top of the distribution (no coordinated omission).
 #[test]
