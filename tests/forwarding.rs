@@ -375,3 +375,61 @@ fn client_config_errors() {
         check_refuses(&text, field);
     }
 }
+
+/// What a client's peer sends back is an event stream named after the sink, with
+/// `unix_socket_client` metadata naming the peer's socket; a bad line in it is dead-lettered and
+/// its neighbours arrive.
+#[test]
+fn replies_carry_client_metadata_and_bad_replies_are_dead_lettered() {
+    let shared = tempfile::tempdir().unwrap();
+    // A peer that echoes each line, and answers the first one with a line that is not JSON too.
+    let script = "import socket, sys\n\
+                  s = socket.socket(socket.AF_UNIX)\n\
+                  s.bind(sys.argv[1])\n\
+                  s.listen(1)\n\
+                  c, _ = s.accept()\n\
+                  first = True\n\
+                  for line in c.makefile('rb'):\n\
+                  \x20   c.sendall(line + (b'not json\\n' if first else b''))\n\
+                  \x20   first = False\n\
+                  c.close()\n";
+    let peer = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(shared.path().join("s.sock"))
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _peer = Kill(peer);
+    fs::write(shared.path().join("in.ndjson"), "{\"a\":1}\n{\"b\":2}\n").unwrap();
+    let client_cfg = shared.path().join("c.toml");
+    fs::write(
+        &client_cfg,
+        "[[sources]]\ntype = \"file\"\nname = \"input\"\npath = \"in.ndjson\"\n\
+         [[sinks]]\ntype = \"unix_socket_client\"\nname = \"srv\"\npath = \"s.sock\"\ninputs = [\"input\"]\n\
+         [[sinks]]\ntype = \"file\"\npath = \"replies.ndjson\"\nmetadata = \"envelope\"\ninputs = [\"srv\"]\n\
+         [dead_letter]\ntype = \"file\"\npath = \"dead.ndjson\"\n",
+    )
+    .unwrap();
+    let mut c = Proc::run(shared.path(), &client_cfg, "client");
+    let replies = shared.path().join("replies.ndjson");
+    wait_until(PATIENCE, "two replies", || count_lines(&replies) == 2);
+    let dead = shared.path().join("dead.ndjson");
+    wait_until(PATIENCE, "one dead letter", || count_lines(&dead) == 1);
+    let env = read_json_lines(&replies);
+    assert_eq!(env[0]["meta"]["source"], "srv");
+    assert_eq!(env[0]["meta"]["unix_socket_client"]["peer"], "s.sock");
+    assert_eq!(env[0]["event"], serde_json::json!({"a": 1}));
+    assert_eq!(env[1]["event"], serde_json::json!({"b": 2}));
+    let d = &read_json_lines(&dead)[0];
+    assert_eq!(d["error"], "invalid_json");
+    assert_eq!(d["source"], "srv");
+    assert_eq!(d["raw"], "not json");
+    let sc = c.stop();
+    assert_eq!((sc.events_in, sc.events_out, sc.dead_lettered), (4, 4, 1));
+}
