@@ -433,3 +433,37 @@ fn replies_carry_client_metadata_and_bad_replies_are_dead_lettered() {
     let sc = c.stop();
     assert_eq!((sc.events_in, sc.events_out, sc.dead_lettered), (4, 4, 1));
 }
+
+/// A peer that never comes: at shutdown the client gives up after the grace (twice
+/// `shutdown_timeout`) and every event it held is counted as lost, none silently.
+#[test]
+fn a_peer_that_never_comes_is_counted_lost_at_shutdown() {
+    let shared = tempfile::tempdir().unwrap();
+    let mut a = Gateway::start(&format!(
+        r#"
+shutdown_timeout = "1s"
+[channel]
+capacity = 2
+[[sources]]
+type = "unix_socket_server"
+path = "{{dir}}/a.sock"
+[[sinks]]
+type = "unix_socket_client"
+path = "{}/nobody.sock"
+spool_bytes = 4096
+"#,
+        shared.path().display()
+    ));
+    let producer = Client::produce(a.socket(), &["--conn", "0", "--count", "20000"]);
+    wait_until(PATIENCE, "events taken in", || {
+        a.stderr().matches("connect failed").count() >= 3
+    });
+    let started = Instant::now();
+    let s = a.stop();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    drop(producer);
+    let lost = exit_detail(&a.stderr(), "lost_at_shutdown");
+    assert!(s.events_in > 0);
+    assert_eq!(s.events_out, 0);
+    assert_eq!(lost, s.events_in, "{}", a.stderr());
+}

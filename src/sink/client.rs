@@ -73,6 +73,8 @@ struct SpoolState {
     items: VecDeque<Item>,
     bytes: usize,
     sealed: bool,
+    /// The client gave up (shutdown grace over): whatever comes now is lost, and counted.
+    dead: bool,
 }
 
 impl Spool {
@@ -93,6 +95,10 @@ impl Spool {
     pub fn push(&self, d: Arc<Delivery>, encoded: Option<Vec<u8>>) {
         let item = Item { d, encoded };
         let mut st = self.state.lock().unwrap();
+        if st.dead {
+            item.d.fail();
+            return;
+        }
         st.bytes += item.bytes().len();
         st.items.push_back(item);
         drop(st);
@@ -144,10 +150,14 @@ impl Spool {
     /// At give-up: everything still here is lost.
     fn fail_all(&self) {
         let mut st = self.state.lock().unwrap();
+        st.dead = true;
         for item in st.items.drain(..) {
             item.d.fail();
         }
         st.bytes = 0;
+        drop(st);
+        // The sink thread may be holding a batch for this spool: it is taken (and lost) now.
+        self.room.notify_one();
     }
 }
 
