@@ -402,8 +402,14 @@ fn resolve_inputs(
         // A reply sink that routes by a field may take any stream; else only those it can answer.
         let is_reply = matches!(&sink.kind, SinkKind::Reply(r) if r.route_field.is_none());
         sink.inputs = match names {
+            // A client sink never takes another client's replies by default: two clients
+            // would feed each other in a loop.
             None => (0..streams.len())
                 .filter(|&k| !own(k) && (!is_reply || replyable(k)))
+                .filter(|&k| {
+                    !matches!(sink.kind, SinkKind::UnixSocketClient(_))
+                        || matches!(streams[k].origin, StreamOrigin::Source(_))
+                })
                 .collect(),
             Some(names) => {
                 let mut v = Vec::with_capacity(names.len());
