@@ -269,7 +269,12 @@ async fn connection(src: Arc<SourceRt>, stream: Stream, shared: Shared) {
         while !late && conn.meta.reply_backlogged() {
             tokio::select! {
                 biased;
-                _ = &mut past_deadline => late = true,
+                _ = &mut past_deadline => {
+                    // Reading ends here as everywhere else at the deadline: what is queued
+                    // is read, then EOF (the loop below no longer waits on the deadline).
+                    late = true;
+                    let _ = rustix::net::shutdown(stream.as_fd(), rustix::net::Shutdown::Read);
+                }
                 _ = tokio::time::sleep(REPLY_WAIT) => {}
             }
         }
