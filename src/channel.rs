@@ -50,8 +50,7 @@ impl ConnMeta {
 #[derive(Debug)]
 pub struct SourceMeta {
     pub name: String,
-    /// `unix_socket_server`, `tcp_server`, `file`, `unix_socket_client`.
-    pub kind: &'static str,
+    pub kind: crate::config::SourceKind,
     /// The socket path, listening address or file, as configured.
     pub path: String,
     pub codec: Codec,

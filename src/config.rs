@@ -202,13 +202,18 @@ impl RawConfig {
                     (SourceConfig::UnixSocketServer(x), SourceConfig::UnixSocketServer(y)) => {
                         x.path == y.path
                     }
+                    // 0.0.0.0:P (or [::]:P) takes port P on every address.
                     (SourceConfig::TcpServer(x), SourceConfig::TcpServer(y)) => {
-                        x.addr == y.addr && x.addr.port() != 0
+                        x.addr.port() == y.addr.port()
+                            && x.addr.port() != 0
+                            && (x.addr.ip() == y.addr.ip()
+                                || x.addr.ip().is_unspecified()
+                                || y.addr.ip().is_unspecified())
                     }
                     _ => false,
                 };
                 if same {
-                    let key = if a.kind() == "tcp_server" {
+                    let key = if a.kind() == SourceKind::TcpServer {
                         "url"
                     } else {
                         "path"

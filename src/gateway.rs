@@ -11,10 +11,10 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::channel::{self, SourceMeta};
-use crate::config::{Config, IoMode, SinkKind, SourceConfig, StreamOrigin};
+use crate::config::{Config, IoMode, SinkKind, SourceConfig, SourceKind, StreamOrigin};
 use crate::sink::{self, client, reply::ReplyHub};
 use crate::source::balance::Balance;
-use crate::source::{epoll, file, tcp, unix, uring, Listener, Shutdown, SourceRt};
+use crate::source::{epoll, file, tcp, unix, uring, Listener, Shutdown, SourceRef, SourceRt};
 use crate::telemetry::{report, Counters, Snapshot};
 
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +171,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         };
         let replies = Arc::new(SourceMeta {
             name: stream.name.clone(),
-            kind: "unix_socket_client",
+            kind: SourceKind::UnixSocketClient,
             path: u.path.to_string_lossy().into_owned(),
             codec: cfg.sinks[i].format.codec,
             latency_field: latency_field.clone(),
@@ -189,7 +189,19 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
             channel: cfg.channel.clone(),
         }));
     }
-    let reply_for = |src: &SourceConfig| reply_hub.clone().filter(|_| src.can_reply());
+    // A reply queue (a duplicate descriptor and a writer task) for each connection of a source
+    // the reply sink takes, or of any source that can be replied to when events name their
+    // connection (`route_field`).
+    let replied: Vec<bool> = (0..cfg.sources.len())
+        .map(|i| {
+            cfg.sinks.iter().any(|s| match &s.kind {
+                SinkKind::Reply(r) => r.route_field.is_some() || s.inputs.contains(&i),
+                _ => false,
+            })
+        })
+        .collect();
+    let reply_for =
+        |i: usize, src: &SourceConfig| reply_hub.clone().filter(|_| src.can_reply() && replied[i]);
     // Listening sources (read by the io_uring workers or the epoll tasks), and file sources.
     let mut source_threads = Vec::new();
     let mut listening = Vec::new();
@@ -201,7 +213,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
             Arc::clone(&ids),
             latency_field.clone(),
             i,
-            reply_for(src),
+            reply_for(i, src),
         );
         if l.is_some() {
             listening.push(rt);
@@ -275,19 +287,10 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
                 stop: stop_rx,
             };
             for (i, src) in sources.iter().enumerate() {
-                let l = listeners
-                    .iter()
-                    .flatten()
-                    .nth(i)
+                let l = listeners[src.meta.stream]
+                    .as_ref()
                     .expect("a listening source has a listener");
-                let src = Arc::new(SourceRt::new(
-                    src.cfg.clone(),
-                    Some(l),
-                    Arc::clone(&ids),
-                    latency_field.clone(),
-                    src.meta.stream,
-                    reply_for(&src.cfg),
-                ));
+                let src = SourceRef(Arc::clone(&sources), i);
                 let dups = match l.try_clone_all() {
                     Ok(d) => d,
                     Err(e) => {
@@ -296,7 +299,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
                     }
                 };
                 for dup in dups {
-                    let (shared, fatal, src) = (shared.clone(), fatal_tx.clone(), Arc::clone(&src));
+                    let (shared, fatal, src) = (shared.clone(), fatal_tx.clone(), src.clone());
                     epoll_tasks.push(runtime.spawn(async move {
                         if let Err(e) = epoll::run_source(src, dup, shared).await {
                             let _ = fatal.send(format!("epoll source: {e}"));

@@ -52,12 +52,12 @@ impl SourceConfig {
         }
     }
 
-    /// The source's type as written in the config (and in envelopes).
-    pub fn kind(&self) -> &'static str {
+    /// The source's type.
+    pub fn kind(&self) -> SourceKind {
         match self {
-            SourceConfig::UnixSocketServer(_) => "unix_socket_server",
-            SourceConfig::TcpServer(_) => "tcp_server",
-            SourceConfig::File(_) => "file",
+            SourceConfig::UnixSocketServer(_) => SourceKind::UnixSocketServer,
+            SourceConfig::TcpServer(_) => SourceKind::TcpServer,
+            SourceConfig::File(_) => SourceKind::File,
         }
     }
 
@@ -325,5 +325,32 @@ fn single_byte(s: &str) -> Result<u8, String> {
         _ => Err(format!(
             "{s:?} is not a single byte separator such as \"\\n\""
         )),
+    }
+}
+
+/// Where a stream of events comes from: a source's type, or a client sink's replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    UnixSocketServer,
+    TcpServer,
+    File,
+    UnixSocketClient,
+}
+
+impl SourceKind {
+    /// As written in the config, and as the key of the envelope's metadata.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::UnixSocketServer => "unix_socket_server",
+            SourceKind::TcpServer => "tcp_server",
+            SourceKind::File => "file",
+            SourceKind::UnixSocketClient => "unix_socket_client",
+        }
+    }
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }

@@ -9,7 +9,7 @@ use std::io::Write;
 
 use crate::channel::{Batch, ConnMeta, DeadLetter, SourceMeta};
 use crate::codec::Codec;
-use crate::config::{Format, MetadataMode};
+use crate::config::{Format, MetadataMode, SourceKind};
 
 /// Append `bytes` as a quoted JSON string.
 pub fn json_str(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -74,7 +74,7 @@ pub fn envelope_prefix(
     json_str(&mut v, src.name.as_bytes());
     let _ = write!(v, ",\"{}\":{{", src.kind);
     match src.kind {
-        "tcp_server" => {
+        SourceKind::TcpServer => {
             v.extend_from_slice(b"\"url\":");
             json_str(&mut v, src.path.as_bytes());
             let _ = write!(v, ",\"conn\":{id}");
@@ -84,16 +84,16 @@ pub fn envelope_prefix(
                 let _ = write!(v, ",\"port\":{}}}", a.port());
             }
         }
-        "file" => {
+        SourceKind::File => {
             v.extend_from_slice(b"\"path\":");
             json_str(&mut v, src.path.as_bytes());
         }
-        "unix_socket_client" => {
+        SourceKind::UnixSocketClient => {
             v.extend_from_slice(b"\"peer\":");
             json_str(&mut v, src.path.as_bytes());
             let _ = write!(v, ",\"conn\":{id}");
         }
-        _ => {
+        SourceKind::UnixSocketServer => {
             v.extend_from_slice(b"\"path\":");
             json_str(&mut v, src.path.as_bytes());
             let _ = write!(
@@ -160,7 +160,7 @@ pub fn dead_letter(out: &mut Vec<u8>, conn: &ConnMeta, d: &DeadLetter) {
     // `peer` is the connection id (as in a UNIX envelope); the credentials are SO_PEERCRED's,
     // which only a UNIX peer has; a TCP peer's address is `remote`.
     let _ = write!(out, ",\"peer\":{}", conn.id);
-    if conn.source.kind == "unix_socket_server" {
+    if conn.source.kind == SourceKind::UnixSocketServer {
         let _ = write!(
             out,
             ",\"pid\":{},\"uid\":{},\"gid\":{}",

@@ -157,6 +157,7 @@ pub fn start(cfg: &Config, w: Wiring) -> Result<JoinHandle<()>, Error> {
             target,
             passthrough,
             buf: Vec::new(),
+            ends: Vec::new(),
             gave_up: false,
         });
     }
@@ -166,6 +167,7 @@ pub fn start(cfg: &Config, w: Wiring) -> Result<JoinHandle<()>, Error> {
         wants: Vec::new(),
         passthrough: false,
         buf: Vec::new(),
+        ends: Vec::new(),
         gave_up: false,
     };
     Ok(std::thread::Builder::new()
@@ -204,6 +206,8 @@ struct Sink {
     passthrough: bool,
     /// Encoded bytes, for sinks that are not passthrough.
     buf: Vec<u8>,
+    /// Where each event ends in `buf` (for the reply queues).
+    ends: Vec<usize>,
     /// Past the shutdown give-up point and still failing: this sink stops retrying.
     gave_up: bool,
 }
@@ -494,7 +498,7 @@ impl Sink {
                         Some(q) => {
                             scratch.clear();
                             encode::event(&mut scratch, &self.cfg.format, &b.conn, e);
-                            q.push(&scratch, 1, counters);
+                            q.push(&scratch, counters);
                         }
                         None => Counters::add(&counters.replies_dropped, 1),
                     }
@@ -506,11 +510,16 @@ impl Sink {
                 continue;
             };
             if self.passthrough {
-                q.push(&b.data, events, counters);
+                // Each event ends after its newline.
+                q.push(&b.data, b.ends.iter().map(|&e| e as usize + 1), counters);
             } else {
                 scratch.clear();
-                encode::batch(&mut scratch, &self.cfg.format, b);
-                q.push(&scratch, events, counters);
+                self.ends.clear();
+                for e in b.iter() {
+                    encode::event(&mut scratch, &self.cfg.format, &b.conn, e);
+                    self.ends.push(scratch.len());
+                }
+                q.push(&scratch, self.ends.iter().copied(), counters);
             }
         }
         scratch.clear();

@@ -10,7 +10,7 @@
 //! `write_timeout` is closed and what was queued for it is counted in `replies_dropped`, as is
 //! anything for a connection that is gone. What it does not do: decide which events are replies.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -21,6 +21,10 @@ use tokio::sync::Notify;
 use crate::config::ReplyConfig;
 use crate::source::epoll::Stream;
 use crate::telemetry::Counters;
+
+/// Called (on the writer's thread) when a connection's queue falls back under its bound, for a
+/// read loop that cannot await [`ReplyHandle::room`] (io_uring: it writes the worker's eventfd).
+pub type RoomHook = Arc<dyn Fn() + Send + Sync>;
 
 /// Starts a writer task per connection and knows how many are still running.
 pub struct ReplyHub {
@@ -36,8 +40,14 @@ pub struct ReplyHub {
 pub struct Route(Arc<Queue>);
 
 impl Route {
-    pub fn push(&self, bytes: &[u8], events: u64, counters: &Counters) {
-        self.0.push(bytes, events, counters);
+    /// Queue one event (`bytes`) for the connection, unless its queue is over its bound: the
+    /// connection it came from cannot be held back for it, so it is dropped and counted instead.
+    pub fn push(&self, bytes: &[u8], counters: &Counters) {
+        if self.0.bytes.load(Ordering::Relaxed) > self.0.bound {
+            Counters::add(&counters.replies_dropped, 1);
+            return;
+        }
+        self.0.push(bytes, [bytes.len()], counters);
     }
 }
 
@@ -47,16 +57,21 @@ struct Queue {
     /// Bytes queued and not yet written.
     bytes: AtomicUsize,
     bound: usize,
+    /// The writer's: more was queued, or the connection is done.
     wake: Notify,
+    /// The reader's: the queue fell back under its bound.
+    room: Notify,
+    room_hook: Option<RoomHook>,
 }
 
 #[derive(Default)]
 struct State {
     buf: Vec<u8>,
-    /// Events in `buf`.
-    events: u64,
-    /// Events in the chunk being written.
-    writing: u64,
+    /// Where each event not yet fully written ends, as an offset in everything ever queued
+    /// (so a write cut partway drops only the events it did not finish).
+    ends: VecDeque<u64>,
+    /// Bytes ever queued.
+    queued: u64,
     /// No more replies will come (every batch of the connection has been through the sinks).
     sealed: bool,
     /// The connection is gone or was closed for not reading: replies are counted, not queued.
@@ -80,27 +95,72 @@ impl ReplyHandle {
         self.0.bytes.load(Ordering::Relaxed) > self.0.bound
     }
 
-    /// Queue `bytes` (holding `events` events) for the connection. Never blocks.
-    pub fn push(&self, bytes: &[u8], events: u64, counters: &Counters) {
-        self.0.push(bytes, events, counters);
+    /// Notified when the queue falls back under its bound (a permit is kept if nobody waits).
+    pub fn room(&self) -> &Notify {
+        &self.0.room
+    }
+
+    /// Queue `bytes` for the connection; `ends` are where its events end in `bytes`. Never
+    /// blocks.
+    pub fn push(&self, bytes: &[u8], ends: impl IntoIterator<Item = usize>, counters: &Counters) {
+        self.0.push(bytes, ends, counters);
     }
 }
 
 impl Queue {
-    fn push(&self, bytes: &[u8], events: u64, counters: &Counters) {
+    fn push(&self, bytes: &[u8], ends: impl IntoIterator<Item = usize>, counters: &Counters) {
         if bytes.is_empty() {
             return;
         }
         let mut st = self.state.lock().unwrap();
         if st.dead {
-            Counters::add(&counters.replies_dropped, events);
+            Counters::add(&counters.replies_dropped, ends.into_iter().count() as u64);
             return;
         }
+        let base = st.queued;
+        st.ends.extend(ends.into_iter().map(|e| base + e as u64));
+        st.queued += bytes.len() as u64;
         st.buf.extend_from_slice(bytes);
-        st.events += events;
         self.bytes.fetch_add(bytes.len(), Ordering::Relaxed);
         drop(st);
         self.wake.notify_one();
+    }
+
+    /// `n` more bytes were written (`written` in all): the events they finish are out.
+    fn wrote(&self, n: usize, written: u64) {
+        let mut st = self.state.lock().unwrap();
+        if st.dead {
+            return; // counted already (see `kill`)
+        }
+        let before = self.bytes.fetch_sub(n, Ordering::Relaxed);
+        while st.ends.front().is_some_and(|&e| e <= written) {
+            st.ends.pop_front();
+        }
+        drop(st);
+        if before > self.bound && before - n <= self.bound {
+            self.has_room();
+        }
+    }
+
+    /// No more replies are queued: count what was not written as dropped, and let the source
+    /// read on (to the EOF the shutdown or the failure causes).
+    fn kill(&self, counters: &Counters) {
+        let mut st = self.state.lock().unwrap();
+        st.dead = true;
+        Counters::add(&counters.replies_dropped, st.ends.len() as u64);
+        st.ends = VecDeque::new();
+        st.buf = Vec::new();
+        self.bytes.store(0, Ordering::Relaxed);
+        drop(st);
+        self.wake.notify_one();
+        self.has_room();
+    }
+
+    fn has_room(&self) {
+        self.room.notify_one();
+        if let Some(hook) = &self.room_hook {
+            hook();
+        }
     }
 }
 
@@ -138,7 +198,13 @@ impl ReplyHub {
 
     /// Give connection `id` (socket `fd`) a reply queue and its writer. None if the socket
     /// cannot be duplicated (out of descriptors): its replies are then counted as dropped.
-    pub fn attach(&self, fd: BorrowedFd<'_>, id: u64, tcp: bool) -> Option<ReplyHandle> {
+    pub fn attach(
+        &self,
+        fd: BorrowedFd<'_>,
+        id: u64,
+        tcp: bool,
+        room_hook: Option<RoomHook>,
+    ) -> Option<ReplyHandle> {
         let dup = match rustix::io::fcntl_dupfd_cloexec(fd, 0) {
             Ok(d) => d,
             Err(e) => {
@@ -152,6 +218,8 @@ impl ReplyHub {
             bytes: AtomicUsize::new(0),
             bound: self.cfg.queue_bytes.get(),
             wake: Notify::new(),
+            room: Notify::new(),
+            room_hook,
         });
         *self.live.0.lock().unwrap() += 1;
         self.conns.lock().unwrap().insert(id, Arc::downgrade(&q));
@@ -166,7 +234,8 @@ impl ReplyHub {
         Some(ReplyHandle(q))
     }
 
-    /// Wait until every writer has finished, or `deadline`. True if all did.
+    /// Wait until every writer has finished, or `deadline`. True if all did; otherwise what
+    /// is still queued is counted as dropped now, before anyone reads the counters.
     pub fn wait_idle(&self, deadline: Instant) -> bool {
         let (m, c) = &*self.live;
         let mut n = m.lock().unwrap();
@@ -174,6 +243,17 @@ impl ReplyHub {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 tracing::warn!("{} connections still had replies to write at the deadline; they are counted as dropped", *n);
+                drop(n);
+                let queues: Vec<_> = self
+                    .conns
+                    .lock()
+                    .unwrap()
+                    .values()
+                    .filter_map(Weak::upgrade)
+                    .collect();
+                for q in queues {
+                    q.kill(&self.counters);
+                }
                 return false;
             }
             n = c
@@ -196,14 +276,7 @@ struct Exit {
 
 impl Drop for Exit {
     fn drop(&mut self) {
-        let mut st = self.q.state.lock().unwrap();
-        st.dead = true;
-        let lost = std::mem::take(&mut st.events) + std::mem::take(&mut st.writing);
-        Counters::add(&self.counters.replies_dropped, lost);
-        st.buf = Vec::new();
-        // Nothing is queued any more: the source reads on (to the EOF the shutdown caused).
-        self.q.bytes.store(0, Ordering::Relaxed);
-        drop(st);
+        self.q.kill(&self.counters);
         self.conns.lock().unwrap().remove(&self.q.id);
         let (m, c) = &*self.live;
         *m.lock().unwrap() -= 1;
@@ -217,17 +290,20 @@ async fn writer(exit: Exit, fd: OwnedFd, tcp: bool, write_timeout: Duration) {
         return;
     };
     let mut chunk: Vec<u8> = Vec::new();
+    let mut written = 0u64;
     loop {
         let notified = q.wake.notified();
         {
             let mut st = q.state.lock().unwrap();
+            if st.dead {
+                return;
+            }
             if st.buf.is_empty() {
                 if st.sealed {
                     return; // everything written: the duplicate closes here
                 }
             } else {
                 std::mem::swap(&mut chunk, &mut st.buf);
-                st.writing = std::mem::take(&mut st.events);
             }
         }
         if chunk.is_empty() {
@@ -248,7 +324,8 @@ async fn writer(exit: Exit, fd: OwnedFd, tcp: bool, write_timeout: Duration) {
             match tokio::time::timeout(write_timeout, w).await {
                 Ok(Ok(n)) => {
                     off += n;
-                    q.bytes.fetch_sub(n, Ordering::Relaxed);
+                    written += n as u64;
+                    q.wrote(n, written);
                 }
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Ok(Err(e)) => {
@@ -266,8 +343,6 @@ async fn writer(exit: Exit, fd: OwnedFd, tcp: bool, write_timeout: Duration) {
                 }
             }
         }
-        // The events of this chunk are out.
-        q.state.lock().unwrap().writing = 0;
         chunk.clear();
     }
 }

@@ -18,15 +18,13 @@ use rustix::net::SocketFlags;
 use tokio::sync::watch;
 
 use super::conn::{Conn, IngestCtx};
-use super::{Shutdown, SourceRt};
+use super::{Shutdown, SourceRef};
 use crate::channel::Sender;
 use crate::codec::{Codec, Decoder, Decoders};
 use crate::config::ChannelConfig;
 use crate::telemetry::{Counters, RateLimit};
 
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// How often a connection whose reply queue is over its bound looks again.
-const REPLY_WAIT: Duration = Duration::from_millis(1);
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -52,7 +50,7 @@ pub struct Shared {
 
 /// Accept on one listener of a source until shutdown; every connection task it spawns is
 /// tracked in `tasks`. `listener` is a duplicate of the gateway's (non-blocking) listener.
-pub async fn run_source(src: Arc<SourceRt>, listener: OwnedFd, shared: Shared) -> io::Result<()> {
+pub async fn run_source(src: SourceRef, listener: OwnedFd, shared: Shared) -> io::Result<()> {
     let tcp = matches!(src.cfg, crate::config::SourceConfig::TcpServer(_));
     let listener = AsyncListener::new(listener, tcp)?;
     let stop = stopped(shared.stop.clone());
@@ -64,7 +62,7 @@ pub async fn run_source(src: Arc<SourceRt>, listener: OwnedFd, shared: Shared) -
             _ = &mut stop => break,
             r = listener.accept() => match r {
                 Ok(stream) => {
-                    tasks.spawn(connection(Arc::clone(&src), stream, shared.clone()));
+                    tasks.spawn(connection(src.clone(), stream, shared.clone()));
                 }
                 Err(e) => {
                     Counters::add(&shared.counters.accept_errors, 1);
@@ -84,7 +82,7 @@ pub async fn run_source(src: Arc<SourceRt>, listener: OwnedFd, shared: Shared) -
     loop {
         match listener.try_accept() {
             Ok(stream) => {
-                tasks.spawn(connection(Arc::clone(&src), stream, shared.clone()));
+                tasks.spawn(connection(src.clone(), stream, shared.clone()));
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 listener.stop_listening();
@@ -244,8 +242,8 @@ enum Read {
     Eof,
 }
 
-async fn connection(src: Arc<SourceRt>, stream: Stream, shared: Shared) {
-    let mut conn = Conn::new(src.accepted(stream.as_fd()));
+async fn connection(src: SourceRef, stream: Stream, shared: Shared) {
+    let mut conn = Conn::new(src.accepted(stream.as_fd(), None));
     shared.counters.connection_opened();
     let _active = ActiveGuard(&shared.counters);
     let ctx = IngestCtx {
@@ -267,6 +265,7 @@ async fn connection(src: Arc<SourceRt>, stream: Stream, shared: Shared) {
     loop {
         // A reply sink holds too much for this connection: read no more until it drains.
         while !late && conn.meta.reply_backlogged() {
+            let Some(reply) = &conn.meta.reply else { break };
             tokio::select! {
                 biased;
                 _ = &mut past_deadline => {
@@ -275,7 +274,7 @@ async fn connection(src: Arc<SourceRt>, stream: Stream, shared: Shared) {
                     late = true;
                     let _ = rustix::net::shutdown(stream.as_fd(), rustix::net::Shutdown::Read);
                 }
-                _ = tokio::time::sleep(REPLY_WAIT) => {}
+                _ = reply.room().notified() => {}
             }
         }
         tokio::select! {

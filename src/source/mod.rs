@@ -15,14 +15,14 @@ pub mod tcp;
 pub mod unix;
 pub mod uring;
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::channel::{ConnMeta, SourceMeta};
-use crate::config::SourceConfig;
-use crate::sink::reply::ReplyHub;
+use crate::config::{SourceConfig, SourceKind};
+use crate::sink::reply::{ReplyHub, RoomHook};
 
 /// A source's listening sockets, kept open by the gateway until every worker has stopped.
 pub enum Listener {
@@ -114,8 +114,9 @@ impl SourceRt {
     }
 
     /// Set up a connection just accepted: its socket options, its metadata (SO_PEERCRED for a
-    /// UNIX peer, the address of a TCP one) and, with a `reply` sink, its reply queue.
-    pub fn accepted(&self, fd: BorrowedFd<'_>) -> Arc<ConnMeta> {
+    /// UNIX peer, the address of a TCP one) and, with a `reply` sink, its reply queue (whose
+    /// `room_hook` tells the read loop when the queue has room again).
+    pub fn accepted(&self, fd: BorrowedFd<'_>, room_hook: Option<&RoomHook>) -> Arc<ConnMeta> {
         let (cred, peer_addr) = match &self.cfg {
             SourceConfig::TcpServer(t) => {
                 if t.no_delay {
@@ -134,7 +135,7 @@ impl SourceRt {
                 None,
             ),
         };
-        self.conn_meta(cred, peer_addr, Some(fd))
+        self.conn_meta(cred, peer_addr, Some((fd, room_hook)))
     }
 
     /// The metadata of a new connection, with its SO_PEERCRED (pid, uid, gid) when the kernel
@@ -143,14 +144,19 @@ impl SourceRt {
         &self,
         cred: Option<(i32, u32, u32)>,
         peer_addr: Option<std::net::SocketAddr>,
-        fd: Option<BorrowedFd<'_>>,
+        fd: Option<(BorrowedFd<'_>, Option<&RoomHook>)>,
     ) -> Arc<ConnMeta> {
         let id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let cred = cred.unwrap_or((0, u32::MAX, u32::MAX));
         let envelope_prefix = crate::sink::encode::envelope_prefix(&self.meta, id, cred, peer_addr)
             .into_boxed_slice();
         let reply = match (&self.reply, fd) {
-            (Some(hub), Some(fd)) => hub.attach(fd.as_fd(), id, self.meta.kind == "tcp_server"),
+            (Some(hub), Some((fd, hook))) => hub.attach(
+                fd,
+                id,
+                self.meta.kind == SourceKind::TcpServer,
+                hook.cloned(),
+            ),
             _ => None,
         };
         Arc::new(ConnMeta {
@@ -163,6 +169,17 @@ impl SourceRt {
             envelope_prefix,
             reply,
         })
+    }
+}
+
+/// One source of the list every read loop shares (what an epoll task holds).
+#[derive(Clone)]
+pub struct SourceRef(pub Arc<Vec<SourceRt>>, pub usize);
+
+impl std::ops::Deref for SourceRef {
+    type Target = SourceRt;
+    fn deref(&self) -> &SourceRt {
+        &self.0[self.1]
     }
 }
 

@@ -12,7 +12,9 @@
 //! parked: its recv is cancelled, completions already in flight are kept in its backlog (their
 //! buffers are held, not recycled), and nothing more is read from it, so its kernel socket buffer
 //! fills and the writer blocks. Parked connections are retried every millisecond; when the batch
-//! goes through, the backlog is processed and the recv re-armed. A multishot that ends without
+//! goes through, the backlog is processed and the recv re-armed. A connection whose reply queue
+//! is over its bound is parked the same way, and retried when its reply writer wakes the worker
+//! (through the worker's eventfd) as the queue drains, or after `REPLY_RETRY` at the latest. A multishot that ends without
 //! `MORE` (ENOBUFS included) is re-armed unless the connection is parked or finished.
 //!
 //! Shutdown: the accepts are cancelled; connections are read to EOF; at the deadline the rest are
@@ -31,6 +33,7 @@ use std::time::{Duration, Instant};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 mod bufring;
+mod retry;
 mod stop;
 
 use super::balance::Balance;
@@ -38,6 +41,7 @@ use super::{Shutdown, SourceRt};
 use crate::channel::{Offer, Sender};
 use crate::codec::Decoders;
 use crate::config::ChannelConfig;
+use crate::sink::reply::RoomHook;
 use crate::source::conn::{Conn, IngestCtx};
 use crate::telemetry::{Counters, RateLimit};
 use bufring::BufRing;
@@ -58,6 +62,7 @@ pub enum Error {
 const RING_BUFFERS: u16 = 128;
 const BUF_GROUP: u16 = 0;
 const PARK_RETRY: Duration = Duration::from_millis(1);
+const REPLY_RETRY: Duration = Duration::from_millis(50);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How often armed recvs that posted nothing are checked for a missed wake-up (see `sweep`).
 const STALL_SWEEP: Duration = Duration::from_millis(200);
@@ -143,9 +148,12 @@ struct Slot {
     dirty: bool,
     /// A recv completion arrived since the last stall sweep.
     seen: bool,
-    /// On the worker's `parked` / `nobufs` list (so each list holds a slot once).
+    /// On the worker's `parked` / `reply_parked` / `nobufs` list (each holds a slot once).
     listed_parked: bool,
+    listed_reply: bool,
     listed_nobufs: bool,
+    /// Parked and counted in `parked` (once per parking, not per retry).
+    park_counted: bool,
     /// The last completion said more data is waiting in the socket (SOCK_NONEMPTY): another
     /// completion is coming, so the open batch keeps filling instead of being sent now.
     more_pending: bool,
@@ -174,6 +182,11 @@ struct Worker {
     decoders: Decoders,
     pending_sqes: Vec<squeue::Entry>,
     parked: Vec<u32>,
+    /// Waiting for room in their reply queue; retried when a reply writer wakes the worker.
+    reply_parked: Vec<u32>,
+    reply_retry_at: Option<Instant>,
+    room_woken: bool,
+    room_hook: RoomHook,
     dirty: Vec<u32>,
     nobufs: Vec<u32>,
     accept_armed: Vec<bool>,
@@ -210,6 +223,13 @@ pub fn run_worker(args: WorkerArgs) -> Result<(), Error> {
         decoders: Decoders::default(),
         pending_sqes: Vec::new(),
         parked: Vec::new(),
+        reply_parked: Vec::new(),
+        reply_retry_at: None,
+        room_woken: false,
+        room_hook: {
+            let (balance, index) = (Arc::clone(&args.balance), args.index);
+            Arc::new(move || balance.wake(index))
+        },
         dirty: Vec::new(),
         nobufs: Vec::new(),
         accept_armed: vec![false; n],
@@ -297,6 +317,9 @@ impl Worker {
             min(PARK_RETRY);
         }
         let now = Instant::now();
+        if let Some(at) = self.reply_retry_at {
+            min(at.saturating_duration_since(now));
+        }
         for at in self.accept_retry_at.iter().flatten() {
             min(at.saturating_duration_since(now));
         }
@@ -386,6 +409,7 @@ impl Worker {
             K_RECV => self.on_recv(idx, gen, res, flags),
             K_WAKE => {
                 self.wake_armed = false;
+                self.room_woken = true;
                 for (s, fd) in self.args.balance.take_inbox(self.args.index) {
                     self.open_conn(s, fd);
                 }
@@ -434,7 +458,7 @@ impl Worker {
     }
 
     fn open_conn(&mut self, s: usize, fd: OwnedFd) {
-        let meta = self.args.sources[s].accepted(fd.as_fd());
+        let meta = self.args.sources[s].accepted(fd.as_fd(), Some(&self.room_hook));
         self.args.counters.connection_opened();
         let idx = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
@@ -454,7 +478,9 @@ impl Worker {
             dirty: false,
             seen: true,
             listed_parked: false,
+            listed_reply: false,
             listed_nobufs: false,
+            park_counted: false,
             more_pending: false,
         });
         if self.past_deadline {
@@ -569,17 +595,28 @@ impl Worker {
         if cancel_recv {
             slot.recv = Recv::Cancelling;
         }
-        let list_parked = parked && !slot.listed_parked;
+        let list_parked = slot.parked.is_some() && !slot.listed_parked;
         slot.listed_parked |= list_parked;
+        let list_reply = reply_wait && !slot.listed_reply;
+        slot.listed_reply |= list_reply;
+        let count = parked && !slot.park_counted;
+        slot.park_counted = parked;
         let (gen, recv, done, waits_for_bufs) =
             (slot.gen, slot.recv, slot.done, slot.listed_nobufs);
         if parked {
             if cancel_recv {
                 self.cancel(ud(K_RECV, gen, idx));
             }
-            if list_parked {
+            if count {
                 Counters::add(&self.args.counters.parked, 1);
+            }
+            if list_parked {
                 self.parked.push(idx);
+            }
+            if list_reply {
+                self.reply_parked.push(idx);
+                self.reply_retry_at
+                    .get_or_insert_with(|| Instant::now() + REPLY_RETRY);
             }
         } else if done {
             // While the recv's last completion is still to come, on_recv drains (and closes) again.
@@ -604,19 +641,12 @@ impl Worker {
         }
     }
 
-    /// Offer every parked connection's batch again (those still refused park again).
-    fn retry_parked(&mut self) {
-        for idx in std::mem::take(&mut self.parked) {
-            if let Some(slot) = self.slots[idx as usize].as_mut() {
-                slot.listed_parked = false;
-            }
-            self.drain(idx);
-        }
-    }
-
     fn after_completions(&mut self) {
         // Retry parked connections.
         self.retry_parked();
+        if self.room_woken || self.reply_retry_at.is_some_and(|at| at <= Instant::now()) {
+            self.retry_reply_parked();
+        }
         // Re-arm recvs that ran out of buffers, once buffers are back.
         if !self.nobufs.is_empty() && self.bufs.held < RING_BUFFERS as usize / 2 {
             for idx in std::mem::take(&mut self.nobufs) {
@@ -679,37 +709,6 @@ impl Worker {
         {
             self.wake_cancelled = true;
             self.cancel(ud(K_WAKE, 0, 0));
-        }
-    }
-}
-
-impl Worker {
-    /// Recover from a missed wake-up. Some kernels lose the EOF (and possibly the data) wake-up
-    /// of a multishot recv on an AF_UNIX socket (liburing issue #1549, fixed upstream in 2026),
-    /// which would leave a closed connection open, and its last line unread, forever. Every
-    /// `STALL_SWEEP`, each armed recv that posted nothing since the last sweep is checked with a
-    /// non-blocking `MSG_PEEK` of one byte: EOF or data waiting means the recv missed it, so it
-    /// is cancelled and re-armed, and the new recv sees what is there. An idle connection costs
-    /// one syscall per sweep.
-    fn sweep(&mut self) {
-        let mut stalled = Vec::new();
-        for (idx, slot) in self.slots.iter_mut().enumerate() {
-            let Some(slot) = slot else { continue };
-            let quiet = !std::mem::replace(&mut slot.seen, false);
-            // Whatever happens next, a batch left open must not wait past this sweep.
-            slot.more_pending = false;
-            if quiet && slot.recv == Recv::Armed && slot.parked.is_none() {
-                let mut byte = [0u8; 1];
-                let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
-                if rustix::net::recv(&slot.fd, &mut byte[..], flags).is_ok() {
-                    slot.recv = Recv::Cancelling;
-                    stalled.push(ud(K_RECV, slot.gen, idx as u32));
-                }
-            }
-        }
-        for target in stalled {
-            Counters::add(&self.args.counters.recv_stalls_recovered, 1);
-            self.cancel(target);
         }
     }
 }

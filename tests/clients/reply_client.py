@@ -11,6 +11,11 @@ Usage:
       One connection that writes events forever and never reads: prints {"sent_bytes": b,
       "closed": true, "error": "..."} once the gateway closes it (or the write fails).
 
+  reply_client.py TARGET --read-some K --count M --first C
+      One connection that sends M events (then half-closes) while reading only the first K
+      replies; once the gateway has closed it for not reading (the sending fails or ends), it
+      reads what its socket still holds and prints {"lines": complete replies received}.
+
 TARGET is a UNIX socket path or tcp:HOST:PORT.
 """
 import argparse
@@ -89,6 +94,41 @@ def never_read(target, c):
     print(json.dumps({"sent_bytes": sent, "closed": True, "error": error}), flush=True)
 
 
+def read_some(target, c, count, k):
+    s = connect(target)
+    done = threading.Event()
+
+    def writer():
+        try:
+            for j in range(0, count, 100):
+                s.sendall(b"".join(event(c, i, 60, 140) for i in range(j, min(j + 100, count))))
+            s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        done.set()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    got = bytearray()
+    while got.count(b"\n") < k:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        got.extend(chunk)
+    # Stop reading until the gateway gives up on us (write_timeout) and the writer ends.
+    done.wait(120)
+    t.join()
+    time.sleep(0.5)
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got.extend(chunk)
+    lines = bytes(got).split(b"\n")[:-1]  # a cut last reply is not a reply
+    want = [event(c, i, 60, 140).rstrip(b"\n") for i in range(len(lines))]
+    print(json.dumps({"lines": len(lines), "in_order": lines == want}), flush=True)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("target")
@@ -96,7 +136,11 @@ def main():
     p.add_argument("--count", type=int, default=100)
     p.add_argument("--first", type=int, default=0)
     p.add_argument("--never-read", action="store_true")
+    p.add_argument("--read-some", type=int)
     args = p.parse_args()
+    if args.read_some is not None:
+        read_some(args.target, args.first, args.count, args.read_some)
+        return 0
     if args.never_read:
         never_read(args.target, args.first)
         return 0

@@ -6,6 +6,7 @@ use std::os::fd::BorrowedFd;
 use std::time::Instant;
 
 use super::{ud, Worker, ACCEPT_BACKOFF, K_ACCEPT};
+use crate::config::SourceKind;
 use crate::telemetry::Counters;
 
 impl Worker {
@@ -45,7 +46,7 @@ impl Worker {
                     // A TCP listener stops listening now: new clients are refused at once
                     // instead of being queued and reset when the gateway exits. (A UNIX
                     // socket's path is gone already.)
-                    if self.args.sources[s].meta.kind == "tcp_server" {
+                    if self.args.sources[s].meta.kind == SourceKind::TcpServer {
                         let _ = rustix::net::shutdown(listener, rustix::net::Shutdown::Read);
                     }
                     return;
@@ -123,5 +124,6 @@ impl Worker {
             let _ = rustix::net::shutdown(&slot.fd, rustix::net::Shutdown::Read);
         }
         self.retry_parked();
+        self.retry_reply_parked();
     }
 }
