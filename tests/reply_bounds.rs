@@ -130,19 +130,31 @@ fn held_back_connection_ends_at_deadline_epoll() {
 /// target finally reads plus what was dropped is exactly what was routed to it.
 #[test]
 fn routed_replies_respect_the_bound() {
-    let mut gw = Gateway::start(&config(
-        "uring",
-        "queue_bytes = 65536\nroute_field = \"to\"",
-        "1s",
-    ));
+    let mut gw = Gateway::start(
+        r#"
+[[sources]]
+type = "unix_socket_server"
+name = "in"
+path = "{dir}/in.sock"
+[[sinks]]
+type = "file"
+path = "{dir}/out.ndjson"
+metadata = "envelope"
+[[sinks]]
+type = "reply"
+queue_bytes = 65536
+route_field = "to"
+"#,
+    );
     let target = gw.target();
-    // `a` says hello (to nobody) so that its connection id shows in the file sink.
+    // `a` says hello (to nobody), which shows its connection id in the file sink's envelope.
     let a = UnixStream::connect(&target).unwrap();
     (&a).write_all(b"{\"hello\":\"a\"}\n").unwrap();
     let out = gw.path("out.ndjson");
     wait_until(PATIENCE, "a's hello", || count_lines(&out) == 1);
-    // Connection ids are handed out in order from 1: a is the first.
-    let a_id = 1;
+    let a_id = read_json_lines(&out)[0]["meta"]["unix_socket_server"]["peer"]
+        .as_u64()
+        .unwrap();
     let pad = "x".repeat(1000);
     let n = 20_000u64;
     let mut b = UnixStream::connect(&target).unwrap();
@@ -225,4 +237,56 @@ type = "null"
 "#,
         "sources[1].url",
     );
+}
+
+/// Only connections of a source the reply sink takes get a reply queue (a duplicate descriptor
+/// and a writer task): counted here in the gateway's open descriptors.
+#[test]
+fn reply_queues_only_for_the_reply_sinks_inputs() {
+    let gw = Gateway::start(
+        r#"
+[[sources]]
+type = "unix_socket_server"
+name = "asks"
+path = "{dir}/asks.sock"
+[[sources]]
+type = "unix_socket_server"
+name = "tells"
+path = "{dir}/tells.sock"
+[[sinks]]
+type = "null"
+[[sinks]]
+type = "reply"
+inputs = ["asks"]
+"#,
+    );
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", gw.pid()))
+            .unwrap()
+            .count()
+    };
+    let connect = |name: &str| {
+        let c: Vec<UnixStream> = (0..50)
+            .map(|_| UnixStream::connect(gw.path(name)).unwrap())
+            .collect();
+        for mut s in &c {
+            s.write_all(b"{\"x\":1}\n").unwrap();
+        }
+        c
+    };
+    let before = fds();
+    let tells = connect("tells.sock");
+    let tells_in = poll_until(PATIENCE, || fds() >= before + 45);
+    assert!(tells_in, "descriptors: {before} before, {} now", fds());
+    std::thread::sleep(Duration::from_millis(300));
+    let with_tells = fds();
+    assert!(
+        with_tells < before + 60,
+        "50 connections to a source without replies took {} descriptors",
+        with_tells - before
+    );
+    let asks = connect("asks.sock");
+    let asks_in = poll_until(PATIENCE, || fds() >= with_tells + 95);
+    assert!(asks_in, "descriptors: {with_tells} before, {} now", fds());
+    drop((tells, asks));
 }
