@@ -450,7 +450,52 @@ fn resolve_inputs(
             }
         };
     }
+    reject_reply_loops(sinks, &streams)?;
     Ok(streams)
+}
+
+/// Client sinks that take each other's replies in a ring would pass every reply around it
+/// forever (their peers answer each one): refuse the config, naming the ring.
+fn reject_reply_loops(sinks: &[SinkConfig], streams: &[Stream]) -> Result<(), Error> {
+    // i → j: sink j takes the replies of client sink i.
+    let next = |i: usize| {
+        (0..sinks.len()).filter(move |&j| {
+            sinks[j]
+                .inputs
+                .iter()
+                .any(|&k| streams[k].origin == StreamOrigin::Replies(i))
+        })
+    };
+    for start in 0..sinks.len() {
+        let mut from: Vec<Option<usize>> = vec![None; sinks.len()];
+        let mut todo = vec![start];
+        while let Some(i) = todo.pop() {
+            for j in next(i) {
+                if j == start {
+                    let mut ring = vec![sinks[i].name.as_str()];
+                    let mut at = i;
+                    while at != start {
+                        at = from[at].expect("on the path from start");
+                        ring.push(sinks[at].name.as_str());
+                    }
+                    ring.reverse();
+                    ring.push(sinks[start].name.as_str());
+                    return Err(invalid(
+                        format!("sinks[{start}].inputs"),
+                        format!(
+                            "the replies go round in a loop: {} (each sink takes the previous one's replies)",
+                            ring.join(" → ")
+                        ),
+                    ));
+                }
+                if from[j].is_none() {
+                    from[j] = Some(i);
+                    todo.push(j);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -114,3 +114,21 @@ fn values_that_would_misbehave_are_refused() {
     let c = Config::from_toml(&format!("shutdown_timeout = 7\n{OK}")).unwrap();
     assert_eq!(c.shutdown_timeout, Duration::from_secs(7));
 }
+
+#[test]
+fn client_sinks_taking_each_others_replies_in_a_ring_are_refused() {
+    let clients = |a_inputs: &str, c_inputs: &str| {
+        format!(
+            "{OK}[[sinks]]\ntype = \"unix_socket_client\"\nname = \"a\"\npath = \"/tmp/a\"\n{a_inputs}\n\
+             [[sinks]]\ntype = \"unix_socket_client\"\nname = \"b\"\npath = \"/tmp/b\"\ninputs = [\"a\"]\n\
+             [[sinks]]\ntype = \"unix_socket_client\"\nname = \"c\"\npath = \"/tmp/c\"\n{c_inputs}\n"
+        )
+    };
+    // a → b → c → a
+    let e = err(&clients("inputs = [\"c\"]", "inputs = [\"b\"]"));
+    assert!(e.contains("sinks[1].inputs"), "{e}");
+    assert!(e.contains("a → b → c → a"), "{e}");
+    // A chain is fine: the source → a → b → c.
+    let ok = clients("", "inputs = [\"b\"]");
+    assert!(Config::from_toml(&ok).is_ok(), "{}", err(&ok));
+}
