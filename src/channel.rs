@@ -36,6 +36,12 @@ pub struct ConnMeta {
     pub envelope_prefix: Box<[u8]>,
     /// Where a `reply` sink writes this connection's events back (when there is one).
     pub reply: Option<crate::sink::reply::ReplyHandle>,
+    pub opened: std::time::Instant,
+    pub counters: crate::telemetry::ConnCounters,
+    /// The io_uring worker reading it (None: an epoll task, or a file).
+    pub worker: Option<usize>,
+    /// Notified when the control socket asks for this connection to be closed (epoll).
+    pub close: tokio::sync::Notify,
 }
 
 impl ConnMeta {
@@ -58,6 +64,9 @@ pub struct SourceMeta {
     pub latency_field: Option<String>,
     /// The event stream (the channel's lane) this source's batches go to.
     pub stream: usize,
+    pub counters: crate::telemetry::SourceCounters,
+    /// `pause` / `resume` from the control socket.
+    pub pause: crate::control::Pause,
 }
 
 /// A line that could not become an event, with the bytes to show for it.
@@ -187,6 +196,17 @@ pub struct Sender {
 
 pub type Receiver = mpsc::Receiver<Batch>;
 
+/// Each lane's depth and capacity in batches, for `stats` (see [`Sender::gauge`]).
+pub struct LaneGauge(Vec<Option<mpsc::WeakSender<Batch>>>);
+
+impl LaneGauge {
+    /// (batches queued, capacity) of stream `k`'s lane; None once it has closed.
+    pub fn depth(&self, k: usize) -> Option<(usize, usize)> {
+        let s = self.0.get(k)?.as_ref()?.upgrade()?;
+        Some((s.max_capacity() - s.capacity(), s.max_capacity()))
+    }
+}
+
 /// What became of a batch offered without waiting.
 pub enum Offer {
     Sent,
@@ -232,6 +252,16 @@ impl Sender {
             when_full: self.when_full,
             counters: Arc::clone(&self.counters),
         }
+    }
+
+    /// A view of the lanes' depths that does not keep them open.
+    pub fn gauge(&self) -> LaneGauge {
+        LaneGauge(
+            self.lanes
+                .iter()
+                .map(|l| l.as_ref().map(mpsc::Sender::downgrade))
+                .collect(),
+        )
     }
 
     #[inline]

@@ -9,11 +9,13 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod control;
 mod raw;
 mod sink;
 mod source;
 pub mod values;
 
+pub use control::*;
 pub use raw::*;
 pub use sink::*;
 pub use source::*;
@@ -60,6 +62,12 @@ pub struct Config {
     pub channel: ChannelConfig,
     pub dead_letter: SinkConfig,
     pub telemetry: TelemetryConfig,
+    pub control: ControlConfig,
+    pub metrics: MetricsConfig,
+    pub log_format: LogFormat,
+    /// The TOML this config was read from (for the control socket's `config`), and its file.
+    pub text: String,
+    pub file: Option<PathBuf>,
 }
 
 /// `[telemetry]`: the shutdown report and the event-latency stamp.
@@ -118,7 +126,9 @@ impl Config {
                 message,
             }
         })?;
-        raw.validate()
+        let mut c = raw.validate()?;
+        c.text = text.to_string();
+        Ok(c)
     }
 
     pub fn from_file(path: &std::path::Path) -> Result<Config, Error> {
@@ -126,7 +136,9 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_toml(&text)
+        let mut c = Self::from_toml(&text)?;
+        c.file = Some(path.to_owned());
+        Ok(c)
     }
 
     /// The embedded default, with `@SOCKET@` replaced by a per-user runtime path.
@@ -331,7 +343,13 @@ impl RawConfig {
         if t.latency_field.as_ref().is_some_and(String::is_empty) {
             return Err(invalid("telemetry.latency_field", "must not be empty"));
         }
+        let control = self.control.validate(&sources)?;
         Ok(Config {
+            control,
+            metrics: self.metrics.validate()?,
+            log_format: self.log_format,
+            text: String::new(),
+            file: None,
             telemetry: TelemetryConfig {
                 report_dir: t.report_dir,
                 latency_field: t.latency_field,

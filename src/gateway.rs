@@ -12,10 +12,12 @@ use std::sync::Arc;
 
 use crate::channel::{self, SourceMeta};
 use crate::config::{Config, IoMode, SinkKind, SourceConfig, SourceKind, StreamOrigin};
+use crate::control::commands::{Control, SetLogLevel, SinkView};
+use crate::control::{server, Registry};
 use crate::sink::{self, client, reply::ReplyHub};
 use crate::source::balance::Balance;
 use crate::source::{epoll, file, tcp, unix, uring, Listener, Shutdown, SourceRef, SourceRt};
-use crate::telemetry::{report, Counters, Snapshot};
+use crate::telemetry::{report, Counters, SinkCounters, Snapshot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -74,8 +76,16 @@ pub struct Outcome {
     pub abandoned: bool,
 }
 
-/// Run until SIGTERM/SIGINT, then shut down cleanly. Returns the final counters.
-pub fn run(cfg: Config) -> Result<Outcome, Error> {
+/// What the binary lends the gateway: the log filter, for the control socket's `log_level`.
+pub struct Hooks {
+    pub log_level: String,
+    pub set_log_level: SetLogLevel,
+}
+
+/// Run until SIGTERM/SIGINT (or the control socket's `drain`), then shut down cleanly. Returns
+/// the final counters.
+pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
+    let started = std::time::Instant::now();
     raise_fd_limit();
     let mode = choose_loop(&cfg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -118,6 +128,22 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
             SourceConfig::File(_) => None,
         });
     }
+    // The control socket, bound like a source's (same path rules), before anything is read.
+    let control_socket = if cfg.control.enabled {
+        Some(unix::bind_socket(
+            &unix::Spec {
+                name: "[control]",
+                path: &cfg.control.path,
+                permissions: cfg.control.permissions,
+                owner: None,
+                group: None,
+                backlog: 128,
+            },
+            cfg.sources.len(),
+        )?)
+    } else {
+        None
+    };
     let mut files = Vec::new();
     for src in &cfg.sources {
         if let SourceConfig::File(f) = src {
@@ -142,6 +168,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         _ => None,
     });
     let room = Arc::new(tokio::sync::Notify::new());
+    let sink_counters: Vec<Arc<SinkCounters>> = cfg.sinks.iter().map(|_| Arc::default()).collect();
     let spools: Vec<_> = cfg
         .sinks
         .iter()
@@ -156,10 +183,14 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
             spools: spools.clone(),
             room,
             reply_hub: reply_hub.clone(),
+            sink_counters: sink_counters.clone(),
         },
     )?;
     let ids = Arc::new(AtomicU64::new(1));
+    let registry = Arc::new(Registry::default());
     let latency_field = cfg.telemetry.latency_field.clone();
+    // Every event stream's source, for the control socket.
+    let mut stream_metas: Vec<Option<(Arc<SourceMeta>, String)>> = vec![None; cfg.streams.len()];
     // Client sinks: their threads, and the event streams of their replies.
     let mut sink_threads = vec![sink_thread];
     for (k, stream) in cfg.streams.iter().enumerate() {
@@ -176,7 +207,10 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
             codec: cfg.sinks[i].format.codec,
             latency_field: latency_field.clone(),
             stream: k,
+            counters: Default::default(),
+            pause: Default::default(),
         });
+        stream_metas[k] = Some((Arc::clone(&replies), format!("unix:{}", u.path.display())));
         sink_threads.push(client::start(client::Args {
             name: cfg.sinks[i].name.clone(),
             cfg: u.clone(),
@@ -214,7 +248,13 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
             latency_field.clone(),
             i,
             reply_for(i, src),
+            Arc::clone(&registry),
         );
+        let at = match l {
+            Some(l) => l.describe(),
+            None => format!("file:{}", src.address()),
+        };
+        stream_metas[i] = Some((Arc::clone(&rt.meta), at));
         if l.is_some() {
             listening.push(rt);
             continue;
@@ -232,6 +272,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
     // The read loops hold the lanes of the listening sources only.
     let all = tx;
     let tx = all.only(&sources.iter().map(|s| s.meta.stream).collect::<Vec<_>>());
+    let lanes = all.gauge();
     drop(all);
 
     // Start the read loops. A failure to start one is fatal, but goes through the normal
@@ -249,6 +290,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
             Ok(bal) => {
                 let bal = Arc::new(bal);
                 balance = Some(Arc::clone(&bal));
+                registry.set_balance(Arc::clone(&bal));
                 for index in 0..cfg.workers.get() {
                     let args = uring::WorkerArgs {
                         index,
@@ -336,14 +378,75 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         );
     }
 
-    // Wait for a signal (or a fatal worker error).
+    // The control socket's commands see all of the above.
+    let stream_metas: Vec<_> = stream_metas.into_iter().flatten().collect();
+    let (drain_tx, mut drain_rx) = tokio::sync::mpsc::unbounded_channel();
+    let control_stop = tokio::sync::watch::Sender::new(false);
+    if let Some(sock) = &control_socket {
+        let control = Arc::new(Control {
+            started,
+            io_mode: mode.to_string(),
+            workers: cfg.workers.get(),
+            counters: Arc::clone(&counters),
+            streams: stream_metas.clone(),
+            sinks: cfg
+                .sinks
+                .iter()
+                .enumerate()
+                .map(|(i, s)| SinkView {
+                    cfg: s.clone(),
+                    inputs: s
+                        .inputs
+                        .iter()
+                        .map(|&k| cfg.streams[k].name.clone())
+                        .collect(),
+                    counters: Arc::clone(&sink_counters[i]),
+                    spool: spools[i].clone(),
+                })
+                .collect(),
+            lanes,
+            registry: Arc::clone(&registry),
+            config: cfg.clone(),
+            log_level: std::sync::Mutex::new(hooks.log_level),
+            set_log_level: hooks.set_log_level,
+            drain: drain_tx,
+        });
+        match sock.listener.try_clone() {
+            Ok(l) => {
+                // Served until the very end (a drain can be watched with `stats`).
+                runtime.spawn(server::serve(
+                    l,
+                    cfg.control.clone(),
+                    control,
+                    control_stop.subscribe(),
+                ));
+                eprintln!(
+                    "ringway: control socket at {} (try: ringway ctl --socket {} stats)",
+                    sock.path.display(),
+                    sock.path.display()
+                );
+            }
+            Err(e) => tracing::error!("control socket: {e}; it is not served"),
+        }
+    }
+
+    // Wait for a signal, the control socket's `drain` (or a fatal worker error).
     let fatal = runtime.block_on(async {
         tokio::select! {
             _ = term.recv() => None,
             _ = int.recv() => None,
+            Some(()) = drain_rx.recv() => {
+                tracing::info!("drain requested on the control socket");
+                None
+            }
             Some(e) = fatal_rx.recv() => Some(e),
         }
     });
+    // Paused sources are read again: shutting down reads every connection to its end.
+    for (m, _) in &stream_metas {
+        m.pause.set(false);
+    }
+    registry.wake_all();
     tracing::info!(
         "shutting down: no new connections; reading open ones to EOF for up to {:?}",
         cfg.shutdown_timeout
@@ -409,6 +512,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
     } else {
         drop(listeners);
     }
+    drop(control_stop);
     runtime.shutdown_background();
     let hist = counters.histograms();
     if !hist.ingest_to_sink.is_empty() {

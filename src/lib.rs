@@ -37,6 +37,7 @@
 pub mod channel;
 pub mod codec;
 pub mod config;
+pub mod control;
 pub mod framing;
 pub mod gateway;
 pub mod sink;

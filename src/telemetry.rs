@@ -59,6 +59,30 @@ pub struct Counters {
     pub histograms: Mutex<Histograms>,
 }
 
+/// One source's share of the counters (for `stats` and `/metrics`): added to once per batch.
+#[derive(Debug, Default)]
+pub struct SourceCounters {
+    pub events_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub connections_accepted: AtomicU64,
+    pub connections_active: AtomicU64,
+}
+
+/// One connection's counters (for `connections`): added to once per batch.
+#[derive(Debug, Default)]
+pub struct ConnCounters {
+    pub events_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+}
+
+/// One sink's counters: added to once per batch written.
+#[derive(Debug, Default)]
+pub struct SinkCounters {
+    pub events_out: AtomicU64,
+    pub bytes_out: AtomicU64,
+}
+
 /// A point-in-time copy of [`Counters`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Snapshot {

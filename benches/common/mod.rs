@@ -24,11 +24,13 @@ pub fn conn_meta(id: u64) -> Arc<ConnMeta> {
     Arc::new(ConnMeta {
         source: Arc::new(SourceMeta {
             name: "bench".into(),
-            kind: "unix_socket_server",
+            kind: ringway::config::SourceKind::UnixSocketServer,
             path: "/run/ringway-bench.sock".into(),
             codec: Codec::Json,
             latency_field: None,
             stream: 0,
+            counters: Default::default(),
+            pause: Default::default(),
         }),
         id,
         pid: 0,
@@ -37,5 +39,9 @@ pub fn conn_meta(id: u64) -> Arc<ConnMeta> {
         peer_addr: None,
         envelope_prefix: Box::default(),
         reply: None,
+        opened: std::time::Instant::now(),
+        counters: Default::default(),
+        worker: None,
+        close: Default::default(),
     })
 }

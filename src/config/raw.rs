@@ -32,6 +32,21 @@ pub struct RawConfig {
     pub dead_letter: Option<RawSink>,
     #[serde(default)]
     pub telemetry: RawTelemetry,
+    #[serde(default)]
+    pub control: super::control::RawControl,
+    #[serde(default)]
+    pub metrics: super::control::RawMetrics,
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+/// `log_format`: how the log lines on stderr look.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Default, Deserialize)]

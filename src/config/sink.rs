@@ -134,7 +134,7 @@ fn format(
     })
 }
 
-fn duration(v: &Option<RawDuration>, default: Duration, field: &str) -> Result<Duration, Error> {
+pub(super) fn duration(v: &Option<RawDuration>, default: Duration, field: &str) -> Result<Duration, Error> {
     match v {
         None => Ok(default),
         Some(RawDuration::Secs(n)) => Ok(Duration::from_secs(*n)),

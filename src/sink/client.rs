@@ -87,6 +87,11 @@ impl Spool {
         }
     }
 
+    /// (bytes held, bound), for `stats`.
+    pub fn depth(&self) -> (usize, usize) {
+        (self.state.lock().unwrap().bytes, self.bound)
+    }
+
     /// May the sink thread add a batch? (It may then go over the bound by that batch.)
     pub fn has_room(&self) -> bool {
         self.state.lock().unwrap().bytes < self.bound
@@ -420,6 +425,10 @@ impl Client {
             gid: u32::MAX,
             peer_addr: None,
             reply: None,
+            opened: Instant::now(),
+            counters: Default::default(),
+            worker: None,
+            close: Default::default(),
         });
         let feeder = Feeder::new(
             meta,

@@ -38,7 +38,7 @@ use tokio::sync::Notify;
 use crate::channel::{Batch, Receiver};
 use crate::config::{Config, SinkConfig, SinkKind};
 use crate::source::Shutdown;
-use crate::telemetry::{Counters, RateLimit};
+use crate::telemetry::{Counters, RateLimit, SinkCounters};
 use output::Output;
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +118,8 @@ pub struct Wiring {
     pub room: Arc<Notify>,
     /// The reply sink's connections, for `route_field`.
     pub reply_hub: Option<Arc<reply::ReplyHub>>,
+    /// Each sink's counters, by sink index.
+    pub sink_counters: Vec<Arc<SinkCounters>>,
 }
 
 /// Open every sink this thread writes (so a bad path fails at start, not at the first event)
@@ -152,6 +154,7 @@ pub fn start(cfg: &Config, w: Wiring) -> Result<JoinHandle<()>, Error> {
             _ => Target::Out(Output::open(c, &format!("sinks[{i}]"))?),
         };
         sinks.push(Sink {
+            counters: Arc::clone(&w.sink_counters[i]),
             cfg: c.clone(),
             wants,
             target,
@@ -165,6 +168,7 @@ pub fn start(cfg: &Config, w: Wiring) -> Result<JoinHandle<()>, Error> {
         target: Target::Out(Output::open(&cfg.dead_letter, "dead_letter")?),
         cfg: cfg.dead_letter.clone(),
         wants: Vec::new(),
+        counters: Default::default(),
         passthrough: false,
         buf: Vec::new(),
         ends: Vec::new(),
@@ -199,6 +203,8 @@ struct Router {
 
 struct Sink {
     cfg: SinkConfig,
+    /// Events and bytes handed to this sink (written, or queued in its spool or reply queues).
+    counters: Arc<SinkCounters>,
     /// By stream index: does this sink take that stream?
     wants: Vec<bool>,
     target: Target,
@@ -379,6 +385,8 @@ impl Loop {
             if s.wants.get(k) != Some(&true) {
                 continue;
             }
+            Counters::add(&s.counters.events_out, d.batch.events() as u64);
+            Counters::add(&s.counters.bytes_out, d.batch.data.len() as u64);
             match &s.target {
                 Target::Spool(sp) => {
                     let encoded = (!s.passthrough).then(|| {

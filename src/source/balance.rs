@@ -29,6 +29,8 @@ struct Share {
 struct Inbox {
     /// (source index, connection)
     conns: Vec<(usize, OwnedFd)>,
+    /// Ids of this worker's connections the control socket asked to close.
+    closes: Vec<u64>,
     /// The worker's ring is up and it reads its inbox; until then, and once it stops (shutdown,
     /// or a fatal ring error), nobody is handed a connection through it.
     open: bool,
@@ -94,6 +96,24 @@ impl Balance {
     /// The connections handed to worker `me` since it last looked.
     pub fn take_inbox(&self, me: usize) -> Vec<(usize, OwnedFd)> {
         std::mem::take(&mut self.workers[me].inbox.lock().unwrap().conns)
+    }
+
+    /// Ask worker `w` to close its connection `id` (it shuts the socket down on its next wake-up).
+    pub fn request_close(&self, w: usize, id: u64) {
+        self.workers[w].inbox.lock().unwrap().closes.push(id);
+        self.wake(w);
+    }
+
+    /// Wake every worker (a source was resumed).
+    pub fn wake_all(&self) {
+        for i in 0..self.workers.len() {
+            self.wake(i);
+        }
+    }
+
+    /// The connections worker `me` was asked to close since it last looked.
+    pub fn take_closes(&self, me: usize) -> Vec<u64> {
+        std::mem::take(&mut self.workers[me].inbox.lock().unwrap().closes)
     }
 
     /// Worker `me` is ready: it may be handed connections from now on.

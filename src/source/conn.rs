@@ -98,9 +98,18 @@ impl Conn {
 
     /// Take the open batch (if it holds anything) and count what it holds.
     pub fn take_batch(&mut self, counters: &Counters) -> Option<Batch> {
-        Counters::add(&counters.events_in, std::mem::take(&mut self.events));
-        Counters::add(&counters.bytes_in, std::mem::take(&mut self.bytes));
-        Counters::add(&counters.dead_lettered, std::mem::take(&mut self.dead));
+        let events = std::mem::take(&mut self.events);
+        let bytes = std::mem::take(&mut self.bytes);
+        let dead = std::mem::take(&mut self.dead);
+        Counters::add(&counters.events_in, events);
+        Counters::add(&counters.bytes_in, bytes);
+        Counters::add(&counters.dead_lettered, dead);
+        let (src, conn) = (&self.meta.source.counters, &self.meta.counters);
+        Counters::add(&src.events_in, events);
+        Counters::add(&src.bytes_in, bytes);
+        Counters::add(&src.dead_lettered, dead);
+        Counters::add(&conn.events_in, events);
+        Counters::add(&conn.bytes_in, bytes);
         self.batch.take().filter(|b| !b.is_empty())
     }
 }

@@ -217,11 +217,12 @@ impl Stream {
 }
 
 /// Counts a connection as active for as long as its task runs.
-struct ActiveGuard<'a>(&'a Counters);
+struct ActiveGuard<'a>(&'a Counters, &'a SourceRef, u64);
 
 impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
         self.0.connection_closed();
+        self.1.closed(self.2);
     }
 }
 
@@ -245,7 +246,7 @@ enum Read {
 async fn connection(src: SourceRef, stream: Stream, shared: Shared) {
     let mut conn = Conn::new(src.accepted(stream.as_fd(), None));
     shared.counters.connection_opened();
-    let _active = ActiveGuard(&shared.counters);
+    let _active = ActiveGuard(&shared.counters, &src, conn.meta.id);
     let ctx = IngestCtx {
         framing: src.cfg.framing(),
         channel: &shared.channel,
@@ -263,9 +264,16 @@ async fn connection(src: SourceRef, stream: Stream, shared: Shared) {
     tokio::pin!(past_deadline);
     let mut late = false;
     loop {
-        // A reply sink holds too much for this connection: read no more until it drains.
-        while !late && conn.meta.reply_backlogged() {
-            let Some(reply) = &conn.meta.reply else { break };
+        // A reply sink holds too much for this connection, or its source is paused: read no
+        // more until it drains or resumes.
+        let pause = &conn.meta.source.pause;
+        while !late && (conn.meta.reply_backlogged() || pause.is_paused()) {
+            let room = async {
+                match &conn.meta.reply {
+                    Some(r) if r.backlogged() => r.room().notified().await,
+                    _ => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = &mut past_deadline => {
@@ -274,12 +282,21 @@ async fn connection(src: SourceRef, stream: Stream, shared: Shared) {
                     late = true;
                     let _ = rustix::net::shutdown(stream.as_fd(), rustix::net::Shutdown::Read);
                 }
-                _ = reply.room().notified() => {}
+                _ = room => {}
+                _ = pause.resumed(), if pause.is_paused() => {}
+                _ = conn.meta.close.notified() => {
+                    let _ = rustix::net::shutdown(stream.as_fd(), rustix::net::Shutdown::Both);
+                    break;
+                }
             }
         }
         tokio::select! {
             biased;
             _ = &mut past_deadline, if !late => break,
+            _ = conn.meta.close.notified() => {
+                // Asked by the control socket: what the socket holds is read, then EOF.
+                let _ = rustix::net::shutdown(stream.as_fd(), rustix::net::Shutdown::Both);
+            }
             r = stream.readable() => if r.is_err() { break },
         }
         let state = SCRATCH.with(|scratch| {

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::channel::{ConnMeta, SourceMeta};
 use crate::config::{SourceConfig, SourceKind};
+use crate::control::Registry;
 use crate::sink::reply::{ReplyHub, RoomHook};
 
 /// A source's listening sockets, kept open by the gateway until every worker has stopped.
@@ -71,6 +72,7 @@ pub struct SourceRt {
     listener_fds: Vec<RawFd>,
     next_conn_id: Arc<AtomicU64>,
     reply: Option<Arc<ReplyHub>>,
+    registry: Arc<Registry>,
 }
 
 impl SourceRt {
@@ -82,6 +84,7 @@ impl SourceRt {
         latency_field: Option<String>,
         stream: usize,
         reply: Option<Arc<ReplyHub>>,
+        registry: Arc<Registry>,
     ) -> SourceRt {
         let meta = Arc::new(SourceMeta {
             name: cfg.name().to_string(),
@@ -93,6 +96,8 @@ impl SourceRt {
             codec: cfg.codec(),
             latency_field,
             stream,
+            counters: Default::default(),
+            pause: Default::default(),
         });
         SourceRt {
             listener_fds: listener.map(Listener::fds).unwrap_or_default(),
@@ -100,6 +105,7 @@ impl SourceRt {
             meta,
             next_conn_id: ids,
             reply,
+            registry,
         }
     }
 
@@ -114,9 +120,13 @@ impl SourceRt {
     }
 
     /// Set up a connection just accepted: its socket options, its metadata (SO_PEERCRED for a
-    /// UNIX peer, the address of a TCP one) and, with a `reply` sink, its reply queue (whose
-    /// `room_hook` tells the read loop when the queue has room again).
-    pub fn accepted(&self, fd: BorrowedFd<'_>, room_hook: Option<&RoomHook>) -> Arc<ConnMeta> {
+    /// UNIX peer, the address of a TCP one) and, with a `reply` sink, its reply queue. An io_uring
+    /// worker passes its index and the hook that wakes it when the queue has room again.
+    pub fn accepted(
+        &self,
+        fd: BorrowedFd<'_>,
+        worker: Option<(usize, &RoomHook)>,
+    ) -> Arc<ConnMeta> {
         let (cred, peer_addr) = match &self.cfg {
             SourceConfig::TcpServer(t) => {
                 if t.no_delay {
@@ -135,7 +145,18 @@ impl SourceRt {
                 None,
             ),
         };
-        self.conn_meta(cred, peer_addr, Some((fd, room_hook)))
+        let meta = self.conn_meta(cred, peer_addr, Some((fd, worker)));
+        self.registry.add(&meta);
+        meta
+    }
+
+    /// A connection of this source is closed (its last batch is taken).
+    pub fn closed(&self, id: u64) {
+        self.registry.remove(id);
+        self.meta
+            .counters
+            .connections_active
+            .fetch_sub(1, Ordering::Relaxed);
     }
 
     /// The metadata of a new connection, with its SO_PEERCRED (pid, uid, gid) when the kernel
@@ -144,21 +165,25 @@ impl SourceRt {
         &self,
         cred: Option<(i32, u32, u32)>,
         peer_addr: Option<std::net::SocketAddr>,
-        fd: Option<(BorrowedFd<'_>, Option<&RoomHook>)>,
+        fd: Option<(BorrowedFd<'_>, Option<(usize, &RoomHook)>)>,
     ) -> Arc<ConnMeta> {
         let id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let cred = cred.unwrap_or((0, u32::MAX, u32::MAX));
         let envelope_prefix = crate::sink::encode::envelope_prefix(&self.meta, id, cred, peer_addr)
             .into_boxed_slice();
+        let worker = fd.and_then(|(_, w)| w);
         let reply = match (&self.reply, fd) {
-            (Some(hub), Some((fd, hook))) => hub.attach(
+            (Some(hub), Some((fd, _))) => hub.attach(
                 fd,
                 id,
                 self.meta.kind == SourceKind::TcpServer,
-                hook.cloned(),
+                worker.map(|(_, hook)| Arc::clone(hook)),
             ),
             _ => None,
         };
+        let c = &self.meta.counters;
+        c.connections_accepted.fetch_add(1, Ordering::Relaxed);
+        c.connections_active.fetch_add(1, Ordering::Relaxed);
         Arc::new(ConnMeta {
             source: Arc::clone(&self.meta),
             id,
@@ -168,6 +193,10 @@ impl SourceRt {
             peer_addr,
             envelope_prefix,
             reply,
+            opened: Instant::now(),
+            counters: Default::default(),
+            worker: worker.map(|(w, _)| w),
+            close: Default::default(),
         })
     }
 }

@@ -83,9 +83,37 @@ enum Existing {
 }
 
 pub fn bind(cfg: &UnixServerConfig, index: usize) -> Result<BoundSocket, Error> {
-    let path = &cfg.path;
+    bind_socket(&Spec::from(cfg), index)
+}
+
+/// What a socket file is bound with (a source's, or the control socket's).
+pub struct Spec<'a> {
+    pub name: &'a str,
+    pub path: &'a Path,
+    pub permissions: u32,
+    pub owner: Option<u32>,
+    pub group: Option<u32>,
+    pub backlog: u32,
+}
+
+impl<'a> From<&'a UnixServerConfig> for Spec<'a> {
+    fn from(c: &'a UnixServerConfig) -> Spec<'a> {
+        Spec {
+            name: &c.name,
+            path: &c.path,
+            permissions: c.permissions,
+            owner: c.owner,
+            group: c.group,
+            backlog: c.backlog,
+        }
+    }
+}
+
+/// Bind `cfg.path` safely (see the module's doc); `index` keeps private names apart.
+pub fn bind_socket(cfg: &Spec<'_>, index: usize) -> Result<BoundSocket, Error> {
+    let path = cfg.path;
     let io_err = |action: &'static str, p: &Path, err: io::Error| Error::Io {
-        source_name: cfg.name.clone(),
+        source_name: cfg.name.to_string(),
         action,
         path: p.to_owned(),
         err,
@@ -122,8 +150,8 @@ pub fn bind(cfg: &UnixServerConfig, index: usize) -> Result<BoundSocket, Error> 
         let ours = std::fs::symlink_metadata(&tmp).map_err(|e| io_err("inspect", path, e))?;
         let cwd = rustix::fs::CWD;
         let raced = || Error::Raced {
-            source_name: cfg.name.clone(),
-            path: path.clone(),
+            source_name: cfg.name.to_string(),
+            path: path.to_path_buf(),
         };
         match existing {
             // Nothing was there: take the path only if it is still free.
@@ -169,21 +197,21 @@ pub fn bind(cfg: &UnixServerConfig, index: usize) -> Result<BoundSocket, Error> 
         .map_err(|e| io_err("configure", path, e))?;
     Ok(BoundSocket {
         listener,
-        path: path.clone(),
+        path: path.to_path_buf(),
         dev_ino: (m.dev(), m.ino()),
     })
 }
 
 /// `lstat` the path and decide: free, stale (replace), or refuse.
-fn inspect(cfg: &UnixServerConfig) -> Result<Existing, Error> {
-    let path = &cfg.path;
+fn inspect(cfg: &Spec<'_>) -> Result<Existing, Error> {
+    let path = cfg.path;
     let m = match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Existing::Nothing),
         Err(err) => {
             return Err(Error::Io {
-                source_name: cfg.name.clone(),
+                source_name: cfg.name.to_string(),
                 action: "inspect",
-                path: path.clone(),
+                path: path.to_path_buf(),
                 err,
             })
         }
@@ -203,8 +231,8 @@ fn inspect(cfg: &UnixServerConfig) -> Result<Existing, Error> {
     };
     if let Some(what) = what {
         return Err(Error::NotASocket {
-            source_name: cfg.name.clone(),
-            path: path.clone(),
+            source_name: cfg.name.to_string(),
+            path: path.to_path_buf(),
             what,
         });
     }
@@ -217,19 +245,19 @@ fn inspect(cfg: &UnixServerConfig) -> Result<Existing, Error> {
             SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
             None,
         )?;
-        rustix::net::connect(&fd, &SocketAddrUnix::new(path.as_path())?)
+        rustix::net::connect(&fd, &SocketAddrUnix::new(path)?)
     };
     match probe() {
         Ok(()) => Err(Error::Live {
-            source_name: cfg.name.clone(),
-            path: path.clone(),
+            source_name: cfg.name.to_string(),
+            path: path.to_path_buf(),
         }),
         // Only a refused connection proves nobody listens; EACCES, EAGAIN (a full backlog)
         // and the like may well be a live gateway.
         Err(rustix::io::Errno::CONNREFUSED) => Ok(Existing::Stale((m.dev(), m.ino()))),
         Err(err) => Err(Error::Unsure {
-            source_name: cfg.name.clone(),
-            path: path.clone(),
+            source_name: cfg.name.to_string(),
+            path: path.to_path_buf(),
             err: err.into(),
         }),
     }

@@ -413,6 +413,13 @@ impl Worker {
                 for (s, fd) in self.args.balance.take_inbox(self.args.index) {
                     self.open_conn(s, fd);
                 }
+                for id in self.args.balance.take_closes(self.args.index) {
+                    // Asked by the control socket: reading and writing end; the recv then
+                    // completes with EOF and the connection ends through the normal path.
+                    if let Some(slot) = self.slots.iter().flatten().find(|s| s.conn.meta.id == id) {
+                        let _ = rustix::net::shutdown(&slot.fd, rustix::net::Shutdown::Both);
+                    }
+                }
                 if self.args.shutdown.is_requested() {
                     self.begin_stop();
                 }
@@ -458,7 +465,7 @@ impl Worker {
     }
 
     fn open_conn(&mut self, s: usize, fd: OwnedFd) {
-        let meta = self.args.sources[s].accepted(fd.as_fd(), Some(&self.room_hook));
+        let meta = self.args.sources[s].accepted(fd.as_fd(), Some((self.args.index, &self.room_hook)));
         self.args.counters.connection_opened();
         let idx = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
@@ -561,11 +568,12 @@ impl Worker {
                     None => continue,
                 }
             }
-            // A reply sink holds too much for this connection: read no more until it drains.
+            // A reply sink holds too much for this connection, or its source is paused: read
+            // no more until it drains or resumes.
             if !slot.done
                 && !past_deadline
                 && !slot.backlog.is_empty()
-                && slot.conn.meta.reply_backlogged()
+                && (slot.conn.meta.reply_backlogged() || slot.conn.meta.source.pause.is_paused())
             {
                 reply_wait = true;
                 break;
@@ -635,6 +643,7 @@ impl Worker {
                 let _ = self.args.sender.send_blocking(b);
             }
             self.args.counters.connection_closed();
+            self.args.sources[slot.source].closed(slot.conn.meta.id);
             self.args.balance.closed(self.args.index);
             drop(slot.fd);
             self.free.push(idx);

@@ -239,6 +239,8 @@ impl Launch {
         let mut cmd = Command::new(bin());
         cmd.args(&self.args)
             .env("NO_COLOR", "1")
+            // Default paths (the control socket of a TCP-only config) stay in the test's dir.
+            .env("XDG_RUNTIME_DIR", self.dir.path())
             .stdin(Stdio::null())
             .stderr(stderr)
             .stdout(if self.stdout_piped {

@@ -1,0 +1,272 @@
+//! The control socket's listener and connections: who may talk, how a request is read (bounded,
+//! with a deadline), and how each gets its one-line answer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::sync::{watch, Semaphore};
+
+use super::commands::Control;
+use crate::config::ControlConfig;
+use crate::telemetry::RateLimit;
+
+/// How long a response may take to be written before the connection is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection may stay idle between requests.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Accept control connections until `stop` says so.
+pub async fn serve(
+    listener: std::os::unix::net::UnixListener,
+    cfg: ControlConfig,
+    control: Arc<Control>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let listener = match listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixListener::from_std(listener))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("control socket: {e}; it is not served");
+            return;
+        }
+    };
+    let cfg = Arc::new(cfg);
+    let slots = Arc::new(Semaphore::new(cfg.max_connections));
+    let me = crate::config::current_uid();
+    let mut warn = RateLimit::new(5);
+    loop {
+        let stream = tokio::select! {
+            _ = stop.changed() => return,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    if let Some(suppressed) = warn.allow() {
+                        tracing::warn!(error = %e, suppressed, "control socket: accept failed");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let (cfg, control, slots) = (Arc::clone(&cfg), Arc::clone(&control), Arc::clone(&slots));
+        tokio::spawn(async move {
+            let Ok(_slot) = slots.clone().try_acquire_owned() else {
+                let mut stream = stream;
+                let _ = refuse(
+                    &mut stream,
+                    &format!(
+                        "too many control connections (max_connections = {}); try again later",
+                        cfg.max_connections
+                    ),
+                )
+                .await;
+                return;
+            };
+            connection(stream, &cfg, &control, me).await;
+        });
+    }
+}
+
+async fn refuse(stream: &mut UnixStream, why: &str) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(&json!({"status": "error", "error": why}))?;
+    line.push(b'\n');
+    tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&line))
+        .await
+        .map_err(|_| std::io::ErrorKind::TimedOut)?
+}
+
+/// Serve one connection: requests in, one response line each, until EOF or an error.
+async fn connection(mut stream: UnixStream, cfg: &ControlConfig, control: &Control, me: u32) {
+    let uid = match stream.peer_cred() {
+        Ok(c) => c.uid(),
+        Err(e) => {
+            let _ = refuse(
+                &mut stream,
+                &format!("cannot read the peer's credentials: {e}"),
+            )
+            .await;
+            return;
+        }
+    };
+    if uid != me && uid != 0 && !cfg.allow_uids.contains(&uid) {
+        tracing::warn!(uid, "control socket: refused a client (uid not allowed)");
+        let _ = refuse(
+            &mut stream,
+            &format!("permission denied: uid {uid} may not use this control socket (allowed: uid {me}, root, and [control] allow_uids)"),
+        )
+        .await;
+        return;
+    }
+    let mut reader = Lines::new(cfg.max_request_bytes);
+    loop {
+        let response = match reader.next(&mut stream, cfg.request_timeout).await {
+            Next::Eof => return,
+            Next::Failed(why) => {
+                let _ = refuse(&mut stream, &why).await;
+                return;
+            }
+            Next::TooLong => error(format!(
+                "request too long: more than {} bytes (max_request_bytes); it was skipped",
+                cfg.max_request_bytes
+            )),
+            Next::Line(line) => match parse(&line) {
+                Ok((cmd, args)) => match control.run(&cmd, &args).await {
+                    Ok(payload) => json!({"status": "ok", "payload": payload}),
+                    Err(e) => error(e),
+                },
+                Err(e) => error(e),
+            },
+        };
+        let mut out = serde_json::to_vec(&response).unwrap_or_default();
+        out.push(b'\n');
+        match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&out)).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+    }
+}
+
+fn error(why: impl Into<String>) -> Value {
+    json!({"status": "error", "error": why.into()})
+}
+
+/// `{"cmd": "...", "args": {...}}` → (cmd, args).
+fn parse(line: &[u8]) -> Result<(String, Value), String> {
+    let text = std::str::from_utf8(line).map_err(|_| "the request is not UTF-8".to_string())?;
+    let v: Value = serde_json::from_str(text.trim())
+        .map_err(|e| format!("the request is not JSON ({e}); send {{\"cmd\": \"ping\"}}"))?;
+    let Value::Object(mut o) = v else {
+        return Err("the request must be a JSON object like {\"cmd\": \"stats\"}".into());
+    };
+    let cmd = match o.remove("cmd") {
+        Some(Value::String(c)) => c,
+        Some(_) => return Err("\"cmd\" must be a string".into()),
+        None => return Err("the request has no \"cmd\"".into()),
+    };
+    let args = match o.remove("args") {
+        None | Some(Value::Null) => Value::Object(Default::default()),
+        Some(a @ Value::Object(_)) => a,
+        Some(_) => return Err("\"args\" must be an object".into()),
+    };
+    if let Some(k) = o.keys().next() {
+        return Err(format!(
+            "unknown key {k:?} in the request (only \"cmd\" and \"args\")"
+        ));
+    }
+    Ok((cmd, args))
+}
+
+enum Next {
+    Line(Vec<u8>),
+    /// A line over the limit, skipped to its end.
+    TooLong,
+    Eof,
+    /// Read error or deadline: answer why and close.
+    Failed(String),
+}
+
+/// Reads request lines of at most `max` bytes. A longer line is never held: its bytes are
+/// dropped as they arrive, up to its newline.
+struct Lines {
+    max: usize,
+    buf: Vec<u8>,
+    /// Bytes read past the last line returned.
+    pending: Vec<u8>,
+}
+
+impl Lines {
+    fn new(max: usize) -> Lines {
+        Lines {
+            max,
+            buf: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    async fn next(&mut self, stream: &mut UnixStream, deadline: Duration) -> Next {
+        let mut chunk = [0u8; 8192];
+        let mut skipping = false;
+        let mut started: Option<tokio::time::Instant> = None;
+        self.buf.clear();
+        let mut input = std::mem::take(&mut self.pending);
+        loop {
+            // Take what is already here.
+            if !input.is_empty() {
+                if started.is_none() {
+                    started = Some(tokio::time::Instant::now());
+                }
+                match memchr::memchr(b'\n', &input) {
+                    Some(i) => {
+                        self.pending = input.split_off(i + 1);
+                        input.truncate(i);
+                        if skipping || self.buf.len() + input.len() > self.max {
+                            return Next::TooLong;
+                        }
+                        self.buf.extend_from_slice(&input);
+                        if self.buf.iter().all(u8::is_ascii_whitespace) {
+                            // An empty line: not a request.
+                            self.buf.clear();
+                            started = None;
+                            input = std::mem::take(&mut self.pending);
+                            continue;
+                        }
+                        return Next::Line(std::mem::take(&mut self.buf));
+                    }
+                    None => {
+                        if !skipping && self.buf.len() + input.len() > self.max {
+                            skipping = true;
+                            self.buf = Vec::new();
+                        }
+                        if !skipping {
+                            self.buf.extend_from_slice(&input);
+                        }
+                        input.clear();
+                    }
+                }
+            }
+            let wait = match started {
+                Some(t) => (t + deadline).saturating_duration_since(tokio::time::Instant::now()),
+                None => IDLE_TIMEOUT,
+            };
+            let n = match tokio::time::timeout(wait, stream.read(&mut chunk)).await {
+                Err(_) if started.is_some() => {
+                    return Next::Failed(format!(
+                        "request deadline: a request must arrive whole within {deadline:?}"
+                    ))
+                }
+                Err(_) => return Next::Eof, // idle for too long
+                Ok(Err(e)) => return Next::Failed(format!("read failed: {e}")),
+                Ok(Ok(0)) => {
+                    if self.buf.is_empty() && !skipping {
+                        return Next::Eof;
+                    }
+                    return Next::Failed("the request was cut off (no newline before EOF)".into());
+                }
+                Ok(Ok(n)) => n,
+            };
+            input.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn requests() {
+        assert_eq!(parse(br#"{"cmd":"ping"}"#).unwrap().0, "ping");
+        assert!(parse(b"ping").unwrap_err().contains("not JSON"));
+        assert!(parse(br#"{"cmd":1}"#).is_err());
+        assert!(parse(br#"{"cmd":"x","args":[1]}"#).is_err());
+        assert!(parse(br#"{"cmd":"x","typo":1}"#)
+            .unwrap_err()
+            .contains("typo"));
+        assert!(parse(b"\xff").unwrap_err().contains("UTF-8"));
+    }
+}
