@@ -190,11 +190,32 @@ mod pool {
 pub struct Sender {
     /// `None` for the lanes this sender may not use (see [`Sender::only`]).
     lanes: Arc<[Option<mpsc::Sender<Batch>>]>,
-    when_full: WhenFull,
+    when_full: Arc<Policy>,
     counters: Arc<Counters>,
 }
 
 pub type Receiver = mpsc::Receiver<Batch>;
+
+/// `when_full`, shared by every sender and changeable while running (`reload`).
+#[derive(Debug)]
+pub struct Policy(std::sync::atomic::AtomicBool);
+
+impl Policy {
+    pub fn get(&self) -> WhenFull {
+        if self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            WhenFull::DropNewest
+        } else {
+            WhenFull::Block
+        }
+    }
+
+    pub fn set(&self, w: WhenFull) {
+        self.0.store(
+            w == WhenFull::DropNewest,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
 
 /// Each lane's depth and capacity in batches, for `stats` (see [`Sender::gauge`]).
 pub struct LaneGauge(Vec<Option<mpsc::WeakSender<Batch>>>);
@@ -230,7 +251,9 @@ pub fn bounded(
     (
         Sender {
             lanes: txs.into_iter().map(Some).collect(),
-            when_full,
+            when_full: Arc::new(Policy(std::sync::atomic::AtomicBool::new(
+                when_full == WhenFull::DropNewest,
+            ))),
             counters,
         },
         rxs,
@@ -249,9 +272,14 @@ impl Sender {
                 .enumerate()
                 .map(|(k, l)| l.clone().filter(|_| streams.contains(&k)))
                 .collect(),
-            when_full: self.when_full,
+            when_full: Arc::clone(&self.when_full),
             counters: Arc::clone(&self.counters),
         }
+    }
+
+    /// The `when_full` policy every sender shares.
+    pub fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.when_full)
     }
 
     /// A view of the lanes' depths that does not keep them open.
@@ -275,7 +303,7 @@ impl Sender {
     pub fn offer(&self, batch: Batch) -> Offer {
         match self.lane(&batch).try_send(batch) {
             Ok(()) => Offer::Sent,
-            Err(mpsc::error::TrySendError::Full(b)) => match self.when_full {
+            Err(mpsc::error::TrySendError::Full(b)) => match self.when_full.get() {
                 WhenFull::Block => Offer::Full(b),
                 WhenFull::DropNewest => {
                     self.drop_batch(&b);

@@ -65,6 +65,8 @@ pub struct Config {
     pub control: ControlConfig,
     pub metrics: MetricsConfig,
     pub log_format: LogFormat,
+    /// The log filter (`--log-level` and RUST_LOG take precedence at start; `reload` applies it).
+    pub log_level: Option<String>,
     /// The TOML this config was read from (for the control socket's `config`), and its file.
     pub text: String,
     pub file: Option<PathBuf>,
@@ -348,6 +350,7 @@ impl RawConfig {
             control,
             metrics: self.metrics.validate()?,
             log_format: self.log_format,
+            log_level: self.log_level,
             text: String::new(),
             file: None,
             telemetry: TelemetryConfig {

@@ -14,6 +14,7 @@
 
 pub mod commands;
 pub mod ctl;
+mod reload;
 pub mod server;
 
 use std::collections::BTreeMap;

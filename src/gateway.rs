@@ -100,12 +100,13 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
         .map_err(|e| Error::Runtime(format!("cannot start the tokio runtime: {e}")))?;
     // Signal handlers before the socket exists: a SIGTERM that arrives as soon as clients can
     // connect must already mean "shut down cleanly".
-    let (mut term, mut int) = runtime
+    let (mut term, mut int, mut hup) = runtime
         .block_on(async {
             use tokio::signal::unix::{signal, SignalKind};
             Ok::<_, std::io::Error>((
                 signal(SignalKind::terminate())?,
                 signal(SignalKind::interrupt())?,
+                signal(SignalKind::hangup())?,
             ))
         })
         .map_err(|e| Error::Runtime(format!("cannot install signal handlers: {e}")))?;
@@ -168,6 +169,7 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
         _ => None,
     });
     let room = Arc::new(tokio::sync::Notify::new());
+    let reconfig = Arc::new(sink::Reconfig::default());
     let sink_counters: Vec<Arc<SinkCounters>> = cfg.sinks.iter().map(|_| Arc::default()).collect();
     let spools: Vec<_> = cfg
         .sinks
@@ -184,6 +186,7 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
             room,
             reply_hub: reply_hub.clone(),
             sink_counters: sink_counters.clone(),
+            reconfig: Arc::clone(&reconfig),
         },
     )?;
     let ids = Arc::new(AtomicU64::new(1));
@@ -273,6 +276,7 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
     let all = tx;
     let tx = all.only(&sources.iter().map(|s| s.meta.stream).collect::<Vec<_>>());
     let lanes = all.gauge();
+    let policy = all.policy();
     drop(all);
 
     // Start the read loops. A failure to start one is fatal, but goes through the normal
@@ -382,42 +386,44 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
     let stream_metas: Vec<_> = stream_metas.into_iter().flatten().collect();
     let (drain_tx, mut drain_rx) = tokio::sync::mpsc::unbounded_channel();
     let control_stop = tokio::sync::watch::Sender::new(false);
+    let control = Arc::new(Control {
+        started,
+        io_mode: mode.to_string(),
+        workers: cfg.workers.get(),
+        counters: Arc::clone(&counters),
+        streams: stream_metas.clone(),
+        sinks: cfg
+            .sinks
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SinkView {
+                cfg: s.clone(),
+                inputs: s
+                    .inputs
+                    .iter()
+                    .map(|&k| cfg.streams[k].name.clone())
+                    .collect(),
+                counters: Arc::clone(&sink_counters[i]),
+                spool: spools[i].clone(),
+            })
+            .collect(),
+        lanes,
+        registry: Arc::clone(&registry),
+        config: std::sync::Mutex::new(cfg.clone()),
+        reconfig: Arc::clone(&reconfig),
+        policy,
+        log_level: std::sync::Mutex::new(hooks.log_level),
+        set_log_level: hooks.set_log_level,
+        drain: drain_tx,
+    });
     if let Some(sock) = &control_socket {
-        let control = Arc::new(Control {
-            started,
-            io_mode: mode.to_string(),
-            workers: cfg.workers.get(),
-            counters: Arc::clone(&counters),
-            streams: stream_metas.clone(),
-            sinks: cfg
-                .sinks
-                .iter()
-                .enumerate()
-                .map(|(i, s)| SinkView {
-                    cfg: s.clone(),
-                    inputs: s
-                        .inputs
-                        .iter()
-                        .map(|&k| cfg.streams[k].name.clone())
-                        .collect(),
-                    counters: Arc::clone(&sink_counters[i]),
-                    spool: spools[i].clone(),
-                })
-                .collect(),
-            lanes,
-            registry: Arc::clone(&registry),
-            config: cfg.clone(),
-            log_level: std::sync::Mutex::new(hooks.log_level),
-            set_log_level: hooks.set_log_level,
-            drain: drain_tx,
-        });
         match sock.listener.try_clone() {
             Ok(l) => {
                 // Served until the very end (a drain can be watched with `stats`).
                 runtime.spawn(server::serve(
                     l,
                     cfg.control.clone(),
-                    control,
+                    Arc::clone(&control),
                     control_stop.subscribe(),
                 ));
                 eprintln!(
@@ -430,16 +436,24 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
         }
     }
 
-    // Wait for a signal, the control socket's `drain` (or a fatal worker error).
+    // Wait for a signal, the control socket's `drain` (or a fatal worker error). SIGHUP
+    // reloads the config, as the control socket's `reload` does.
     let fatal = runtime.block_on(async {
-        tokio::select! {
-            _ = term.recv() => None,
-            _ = int.recv() => None,
-            Some(()) = drain_rx.recv() => {
-                tracing::info!("drain requested on the control socket");
-                None
+        loop {
+            tokio::select! {
+                _ = term.recv() => return None,
+                _ = int.recv() => return None,
+                Some(()) = drain_rx.recv() => {
+                    tracing::info!("drain requested on the control socket");
+                    return None;
+                }
+                Some(e) = fatal_rx.recv() => return Some(e),
+                _ = hup.recv() => {
+                    if let Err(e) = control.reload().await {
+                        tracing::error!("SIGHUP: reload refused: {e}");
+                    }
+                }
             }
-            Some(e) = fatal_rx.recv() => Some(e),
         }
     });
     // Paused sources are read again: shutting down reads every connection to its end.

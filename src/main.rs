@@ -20,8 +20,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(version, about, long_about)]
 struct Cli {
     /// Log filter (error, warn, info, debug, trace, or a tracing directive); RUST_LOG overrides it.
-    #[arg(long, global = true, default_value = "info")]
-    log_level: String,
+    /// Default: the config's `log_level`, else info.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -128,7 +129,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("{} is not a valid config", config.display()))?,
         None => Config::embedded_default().context("the embedded default config")?,
     };
-    let hooks = init_logging(&cli.log_level, config.log_format);
+    let level = cli
+        .log_level
+        .clone()
+        .or_else(|| config.log_level.clone())
+        .unwrap_or_else(|| "info".into());
+    let hooks = init_logging(&level, config.log_format);
     let outcome = ringway::gateway::run(config, hooks)?;
     let summary = outcome.counters;
     tracing::info!("stopped: {}", summary.details());

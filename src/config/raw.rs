@@ -38,6 +38,7 @@ pub struct RawConfig {
     pub metrics: super::control::RawMetrics,
     #[serde(default)]
     pub log_format: LogFormat,
+    pub log_level: Option<String>,
 }
 
 /// `log_format`: how the log lines on stderr look.

@@ -27,7 +27,10 @@ pub struct Control {
     pub sinks: Vec<SinkView>,
     pub lanes: LaneGauge,
     pub registry: Arc<Registry>,
-    pub config: Config,
+    /// The running config (replaced by a successful `reload`).
+    pub config: Mutex<Config>,
+    pub reconfig: Arc<crate::sink::Reconfig>,
+    pub policy: Arc<crate::channel::Policy>,
     pub log_level: Mutex<String>,
     pub set_log_level: SetLogLevel,
     /// Asks the gateway to shut down as on SIGTERM.
@@ -58,18 +61,22 @@ impl Control {
             "resume" => self.pause(args, false),
             "close" => self.close(args),
             "log_level" => self.log_level(args),
-            "config" => Ok(json!({
-                "file": self.config.file.as_ref().map(|p| p.display().to_string()),
-                "text": self.config.text,
-            })),
+            "config" => {
+                let c = self.config.lock().unwrap();
+                Ok(json!({
+                    "file": c.file.as_ref().map(|p| p.display().to_string()),
+                    "text": c.text,
+                }))
+            }
+            "reload" => self.reload().await,
             "drain" => {
                 let _ = self.drain.send(());
-                Ok(json!({"draining": true,
-                          "shutdown_timeout_ms": self.config.shutdown_timeout.as_millis() as u64}))
+                let grace = self.config.lock().unwrap().shutdown_timeout;
+                Ok(json!({"draining": true, "shutdown_timeout_ms": grace.as_millis() as u64}))
             }
             _ => Err(format!(
                 "unknown command {cmd:?}; commands: ping, echo, stats, connections, latency, \
-                 pause, resume, close, log_level, config, drain"
+                 pause, resume, close, log_level, config, reload, drain"
             )),
         }
     }
@@ -120,7 +127,10 @@ impl Control {
             "uptime_s": self.started.elapsed().as_secs_f64(),
             "io_mode": self.io_mode,
             "workers": self.workers,
-            "when_full": format!("{:?}", self.config.channel.when_full).to_lowercase(),
+            "when_full": match self.policy.get() {
+                crate::config::WhenFull::Block => "block",
+                crate::config::WhenFull::DropNewest => "drop_newest",
+            },
             "totals": totals,
             "connections": self.counters.connections_active.load(Relaxed),
             "sources": sources,

@@ -118,6 +118,8 @@ pub struct Wiring {
     pub room: Arc<Notify>,
     /// The reply sink's connections, for `route_field`.
     pub reply_hub: Option<Arc<reply::ReplyHub>>,
+    /// Live changes (`reload`).
+    pub reconfig: Arc<Reconfig>,
     /// Each sink's counters, by sink index.
     pub sink_counters: Vec<Arc<SinkCounters>>,
 }
@@ -254,6 +256,9 @@ fn run(sinks: Vec<Sink>, dead: Sink, w: Wiring) {
     let mut sealed = vec![false; l.sinks.len()];
     let mut start = 0usize;
     loop {
+        if w.reconfig.asked.load(std::sync::atomic::Ordering::Acquire) {
+            l.reconfigure(&w.reconfig);
+        }
         let mut progressed = false;
         // Batches a full spool refused: offered again first, in their lanes' order.
         for lane in lanes.iter_mut() {
@@ -309,7 +314,7 @@ fn run(sinks: Vec<Sink>, dead: Sink, w: Wiring) {
         // Nothing to take right now: write what is waiting, then sleep until a lane has a
         // batch, or a spool has room for a held one.
         l.flush();
-        if let Some((k, got)) = rt.block_on(wait(&mut lanes, &w.room)) {
+        if let Some((k, got)) = rt.block_on(wait(&mut lanes, &w.room, &w.reconfig.poke)) {
             match got {
                 Some(b) => l.take(&mut lanes[k], b),
                 None => lanes[k].open = false,
@@ -330,9 +335,11 @@ fn run(sinks: Vec<Sink>, dead: Sink, w: Wiring) {
 }
 
 /// Wait for the first lane with something (a batch, or its end), or for room in a spool.
-async fn wait(lanes: &mut [Lane], room: &Notify) -> Option<(usize, Option<Batch>)> {
+async fn wait(lanes: &mut [Lane], room: &Notify, poke: &Notify) -> Option<(usize, Option<Batch>)> {
     let notified = room.notified();
     tokio::pin!(notified);
+    let poked = poke.notified();
+    tokio::pin!(poked);
     let any_held = lanes.iter().any(|l| l.held.is_some());
     std::future::poll_fn(|cx| {
         for (k, lane) in lanes.iter_mut().enumerate() {
@@ -345,6 +352,9 @@ async fn wait(lanes: &mut [Lane], room: &Notify) -> Option<(usize, Option<Batch>
         if any_held && notified.as_mut().poll(cx).is_ready() {
             return std::task::Poll::Ready(None);
         }
+        if poked.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(None);
+        }
         std::task::Poll::Pending
     })
     .await
@@ -352,7 +362,65 @@ async fn wait(lanes: &mut [Lane], room: &Notify) -> Option<(usize, Option<Batch>
 
 use std::future::Future;
 
+/// Live changes for the sink thread (`reload`): sinks that write somewhere else from now on.
+#[derive(Default)]
+pub struct Reconfig {
+    asked: std::sync::atomic::AtomicBool,
+    request: std::sync::Mutex<Option<Retarget>>,
+    poke: Notify,
+}
+
+/// `sinks[i]` now writes where its new config says; the answer goes back on `done`.
+struct Retarget {
+    sinks: Vec<(usize, SinkConfig)>,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+impl Reconfig {
+    /// Ask the sink thread to write each `(i, cfg)` sink to its new output (a file, stdout or
+    /// null) from the next batch on: everything before goes to the old output, nothing twice.
+    /// If any new output cannot be opened, nothing changes.
+    pub async fn retarget(&self, sinks: Vec<(usize, SinkConfig)>) -> Result<(), String> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        *self.request.lock().unwrap() = Some(Retarget { sinks, done });
+        self.asked.store(true, std::sync::atomic::Ordering::Release);
+        self.poke.notify_one();
+        answer
+            .await
+            .map_err(|_| "the sink thread has stopped".to_string())?
+    }
+}
+
 impl Loop {
+    fn reconfigure(&mut self, r: &Reconfig) {
+        r.asked.store(false, std::sync::atomic::Ordering::Release);
+        let Some(req) = r.request.lock().unwrap().take() else {
+            return;
+        };
+        let mut opened = Vec::with_capacity(req.sinks.len());
+        for (i, cfg) in &req.sinks {
+            match Output::open(cfg, &format!("sinks[{i}]")) {
+                Ok(o) => opened.push(o),
+                Err(e) => {
+                    let _ = req.done.send(Err(e.to_string()));
+                    return;
+                }
+            }
+        }
+        // What the old outputs have waiting is theirs.
+        self.flush();
+        for ((i, cfg), out) in req.sinks.into_iter().zip(opened) {
+            let s = &mut self.sinks[i];
+            if let Target::Out(old) = &mut s.target {
+                let _ = old.sync();
+            }
+            tracing::info!(sink = %cfg.name, "now writing to {}", out.name());
+            s.target = Target::Out(out);
+            s.cfg = cfg;
+        }
+        let _ = req.done.send(Ok(()));
+    }
+
     /// A batch from `lane`: its dead letters go to the dead-letter sink at once; its events to
     /// the sinks, unless a spool that takes them is full (then the lane holds it).
     fn take(&mut self, lane: &mut Lane, b: Batch) {
