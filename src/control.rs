@@ -14,6 +14,7 @@
 
 pub mod commands;
 pub mod ctl;
+pub mod metrics;
 mod reload;
 pub mod server;
 

@@ -145,6 +145,12 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
     } else {
         None
     };
+    let metrics_listener = match cfg.metrics.listen {
+        Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
+            Error::Runtime(format!("metrics.listen {addr}: cannot listen there: {e}"))
+        })?),
+        None => None,
+    };
     let mut files = Vec::new();
     for src in &cfg.sources {
         if let SourceConfig::File(f) = src {
@@ -416,6 +422,12 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
         set_log_level: hooks.set_log_level,
         drain: drain_tx,
     });
+    if let Some(l) = metrics_listener {
+        if let Ok(addr) = l.local_addr() {
+            eprintln!("ringway: metrics at http://{addr}/metrics");
+        }
+        runtime.spawn(crate::control::metrics::serve(l, Arc::clone(&control)));
+    }
     if let Some(sock) = &control_socket {
         match sock.listener.try_clone() {
             Ok(l) => {

@@ -8,6 +8,7 @@
 
 pub mod hgrm;
 pub mod hist;
+pub mod prometheus;
 pub mod report;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
