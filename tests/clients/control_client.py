@@ -15,10 +15,12 @@ Usage:
       Sends half a request and waits SECONDS without finishing it; prints what came back.
   control_client.py SOCKET --hold N --every SECONDS --for SECONDS
       Opens N connections and sends {"cmd":"stats"} on each every SECONDS (spread out) for the
-      given time; prints {"requests": n, "errors": e, "max_ms": slowest answer}.
+      given time (or until SIGTERM); prints {"requests": n, "errors": e, "max_ms": slowest
+      answer}.
 """
 import json
 import selectors
+import signal
 import socket
 import sys
 import time
@@ -107,11 +109,18 @@ def hold(path, n, every, duration):
     bufs = {c: b"" for c in conns}
     requests_done = errors = 0
     slowest = 0.0
-    while time.monotonic() - start < duration:
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    while time.monotonic() - start < duration and not stop:
         now = time.monotonic()
         for c in conns:
             if c not in sent_at and due[c] <= now:
-                c.sendall(b'{"cmd":"stats"}\n')
+                try:
+                    c.sendall(b'{"cmd":"stats"}\n')
+                except OSError:
+                    errors += 1
+                    due[c] = float("inf")
+                    continue
                 sent_at[c] = now
                 due[c] = now + every
         for key, _ in sel.select(timeout=0.01):
