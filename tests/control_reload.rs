@@ -150,6 +150,17 @@ fn reload_moves_the_sink_and_log_level_without_losing_an_event() {
     assert!(!gw.path("c.ndjson").exists());
     let (_, text, _) = ctl(&gw, &["config"]);
     assert!(text.contains("b.ndjson"), "{text}");
+    // The same refusal through a raw client of the socket.
+    let raw = Client::python(
+        "control_client.py",
+        &[&gw.path("in.ctl").to_string_lossy(), r#"{"cmd":"reload"}"#],
+    )
+    .finish();
+    assert_eq!(raw["responses"][0]["status"], "error", "{raw}");
+    assert!(raw["responses"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("workers changed"));
 
     // SIGHUP does the same as `reload`.
     rewrite(&gw, &config("c.ndjson", "log_level = \"debug\""));
