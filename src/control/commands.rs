@@ -119,6 +119,14 @@ impl Control {
                     let (bytes, bound) = sp.depth();
                     v["spool_bytes"] = json!(bytes);
                     v["spool_capacity"] = json!(bound);
+                    let st = &sp.status;
+                    v["connected"] = json!(st.connected.load(Relaxed));
+                    v["reconnects"] = json!(st.reconnects.load(Relaxed));
+                    v["circuit"] = json!(if st.circuit_open.load(Relaxed) {
+                        "open"
+                    } else {
+                        "closed"
+                    });
                 }
                 v
             })

@@ -25,7 +25,7 @@
 use std::collections::VecDeque;
 use std::io::{IoSlice, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -66,6 +66,16 @@ pub struct Spool {
     /// The sink thread's wake-up when room appears.
     room: Arc<Notify>,
     bound: usize,
+    /// The client's state, for `stats`.
+    pub status: ClientStatus,
+}
+
+/// What `stats` shows of a client sink besides its spool.
+#[derive(Debug, Default)]
+pub struct ClientStatus {
+    pub connected: AtomicBool,
+    pub circuit_open: AtomicBool,
+    pub reconnects: AtomicU64,
 }
 
 #[derive(Default)]
@@ -84,6 +94,7 @@ impl Spool {
             more: Condvar::new(),
             room,
             bound,
+            status: ClientStatus::default(),
         }
     }
 
@@ -256,10 +267,9 @@ impl Client {
                         return;
                     }
                 }
+                // (The reader ending is not a broken connection: a peer may shut down its
+                // writing side and go on reading. A peer that is gone fails the next write.)
                 if self.outbox.is_empty() {
-                    if c.reader.is_finished() {
-                        self.broken(conn.take().unwrap(), "the peer closed the connection");
-                    }
                     continue;
                 }
             }
@@ -324,6 +334,11 @@ impl Client {
 
     /// The connection is gone: the batch cut in the middle goes again, whole, on the next one.
     fn broken(&mut self, c: Conn, why: &str) {
+        self.a
+            .spool
+            .status
+            .connected
+            .store(false, Ordering::Relaxed);
         let _ = c.stream.shutdown(std::net::Shutdown::Both);
         let _ = c.reader.join();
         if self.front_off > 0 {
@@ -332,12 +347,16 @@ impl Client {
             }
             self.front_off = 0;
         }
-        if c.since.elapsed() >= STABLE {
-            self.failures = 0;
-        }
         tracing::warn!(sink = %self.a.name, path = %self.a.cfg.path.display(),
             "connection lost ({why}); reconnecting (events wait in the spool)");
-        self.next_attempt = Instant::now();
+        if c.since.elapsed() >= STABLE {
+            self.failures = 0;
+            self.next_attempt = Instant::now();
+        } else {
+            // A peer that accepts and drops us at once is retried on the schedule, not in a
+            // tight loop.
+            self.back_off(&format!("connection lost within {STABLE:?}: {why}"));
+        }
     }
 
     /// One connection attempt when it is due (else wait for it). Some on success.
@@ -352,18 +371,22 @@ impl Client {
         match UnixStream::connect(&self.a.cfg.path) {
             Ok(stream) => {
                 let _ = stream.set_write_timeout(Some(WRITE_SLICE));
-                let reader = match stream.try_clone() {
-                    Ok(r) => self.spawn_reader(r),
+                let reader = match stream.try_clone().and_then(|r| self.spawn_reader(r)) {
+                    Ok(r) => r,
                     Err(e) => {
                         self.failed(&e);
                         return None;
                     }
                 };
+                let status = &self.a.spool.status;
                 if self.ever_connected {
                     Counters::add(&self.a.counters.reconnects, 1);
+                    Counters::add(&status.reconnects, 1);
                 }
+                status.connected.store(true, Ordering::Relaxed);
                 if self.circuit_open {
                     self.circuit_open = false;
+                    status.circuit_open.store(false, Ordering::Relaxed);
                     self.a.counters.circuit_closed();
                     tracing::warn!(sink = %self.a.name, "circuit closed: the peer is back");
                 }
@@ -385,11 +408,26 @@ impl Client {
 
     fn failed(&mut self, e: &std::io::Error) {
         Counters::add(&self.a.counters.connect_failures, 1);
+        self.back_off(&format!("connect failed: {e}"));
+    }
+
+    /// Another failed attempt in a row: wait as the retry schedule says (or open the circuit).
+    fn back_off(&mut self, why: &str) {
         let retry = &self.a.cfg.retry;
         let n = self.failures;
         self.failures += 1;
+        self.a
+            .spool
+            .status
+            .connected
+            .store(false, Ordering::Relaxed);
         if !self.circuit_open && retry.max_retries.is_some_and(|m| self.failures > m) {
             self.circuit_open = true;
+            self.a
+                .spool
+                .status
+                .circuit_open
+                .store(true, Ordering::Relaxed);
             self.a.counters.circuit_opened();
             tracing::warn!(sink = %self.a.name, path = %self.a.cfg.path.display(),
                 "circuit open after {} failed attempts: events wait in the spool and the sources \
@@ -400,12 +438,12 @@ impl Client {
         } else {
             jittered(retry, retry.delay(n), &mut self.rng)
         };
-        tracing::info!(sink = %self.a.name, path = %self.a.cfg.path.display(), error = %e,
-            attempt = n + 1, retry_in_ms = delay.as_millis() as u64, "connect failed");
+        tracing::info!(sink = %self.a.name, path = %self.a.cfg.path.display(),
+            attempt = n + 1, retry_in_ms = delay.as_millis() as u64, "{why}");
         self.next_attempt = Instant::now() + delay;
     }
 
-    fn spawn_reader(&self, stream: UnixStream) -> JoinHandle<()> {
+    fn spawn_reader(&self, stream: UnixStream) -> std::io::Result<JoinHandle<()>> {
         let id = self
             .a
             .ids
@@ -441,7 +479,6 @@ impl Client {
         std::thread::Builder::new()
             .name(format!("ringway-replies-{}", self.a.name))
             .spawn(move || read_replies(stream, feeder, buf_size))
-            .expect("spawning a reply reader")
     }
 
     /// The spool is sealed and empty: shut down our writing side and wait for the peer to close
