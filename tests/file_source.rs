@@ -144,3 +144,103 @@ fn follows_appends_rotation_and_truncation() {
     }
     assert_eq!(check.counts().get(&2), Some(&270));
 }
+
+/// A rotation that leaves much unread in the old file (appended just before the rename, while
+/// the sink is stalled) reads that rest a buffer at a time under backpressure: memory stays
+/// bounded, and every line arrives once, in order, before the new file's.
+#[test]
+fn rotation_with_a_large_unread_rest_stays_bounded() {
+    let launch = Gateway::configure(
+        r#"
+[[sources]]
+type = "file"
+name = "logs"
+path = "{dir}/in.ndjson"
+follow = true
+
+[[sinks]]
+type = "file"
+path = "{dir}/out.fifo"
+
+[channel]
+capacity = 2
+batch_max_bytes = 65536
+"#,
+    );
+    let input = launch.path("in.ndjson");
+    let mut fifo = Fifo::create(&launch.path("out.fifo"));
+    append(&input, &events(3, 0..10));
+    let mut gw = launch.spawn();
+    ready(&mut gw);
+    // The first 10 lines, then the sink stalls (nobody reads the FIFO).
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    while got.iter().filter(|&&b| b == b'\n').count() < 10 {
+        let n = fifo.read_timeout(&mut buf, PATIENCE).unwrap();
+        assert!(n > 0, "the first lines did not come");
+        got.extend_from_slice(&buf[..n]);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let rss_before = gw.rss_kib();
+    // 40 MB appended and the file renamed at once, then a new file.
+    let big = 250_000u64;
+    append(&input, &events(3, 10..10 + big));
+    fs::rename(&input, gw.path("in.ndjson.1")).unwrap();
+    append(&input, &events(3, 10 + big..10 + big + 100));
+    std::thread::sleep(Duration::from_millis(1500));
+    let rss_stalled = gw.rss_kib();
+    assert!(
+        rss_stalled < rss_before + 20 * 1024,
+        "RSS grew from {rss_before} to {rss_stalled} KiB with the sink stalled"
+    );
+    // Now the sink drains: everything arrives.
+    let total = 10 + big + 100;
+    let reader = LineReader::spawn(fifo.reader);
+    fifo.keeper = None;
+    wait_until(
+        Duration::from_secs(60),
+        "every line through the FIFO",
+        || reader.len() as u64 + 10 >= total,
+    );
+    let s = gw.stop();
+    assert_eq!(s.events_in, total);
+    let mut check = SeqChecker::new(PAD);
+    for l in got.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        check.push(l);
+    }
+    for l in reader.finish() {
+        check.push(&l);
+    }
+    assert_eq!(check.counts().get(&3), Some(&total));
+}
+
+/// copytruncate again and again: after each, the lines written from the start arrive.
+#[test]
+fn repeated_copytruncate() {
+    let launch = Gateway::configure(&config(true));
+    let input = launch.path("in.ndjson");
+    append(&input, &events(4, 0..50));
+    let mut gw = launch.spawn();
+    ready(&mut gw);
+    let out = gw.path("out.ndjson");
+    wait_until(PATIENCE, "the first 50", || count_lines(&out) == 50);
+    for round in 1..=3u64 {
+        fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&input)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        append(&input, &events(4, round * 50..round * 50 + 50));
+        wait_until(PATIENCE, "the lines after a truncation", || {
+            count_lines(&out) as u64 == round * 50 + 50
+        });
+    }
+    let s = gw.stop();
+    assert_eq!((s.events_in, s.events_out), (200, 200));
+    let mut check = SeqChecker::new(PAD);
+    for l in read_lines(&out) {
+        check.push(&l);
+    }
+    assert_eq!(check.counts().get(&4), Some(&200));
+}

@@ -8,7 +8,7 @@
 //! What it does not do: remember an offset across restarts (a restart reads the file again).
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -109,16 +109,37 @@ fn run(args: Args, cfg: FileSourceConfig, mut file: Option<File>) {
                     match replaced(&cfg, ino, offset) {
                         Change::None => {}
                         Change::Truncated => {
-                            // copytruncate: read again from the start.
+                            // copytruncate: the same file, emptied in place; read it again from
+                            // the start, through the descriptor we hold.
                             tracing::info!(source = %cfg.name, path = %cfg.path.display(),
                                 "file truncated; reading it again from its start");
-                            break File::open(&cfg.path).ok().or(Some(f));
+                            match f.seek(SeekFrom::Start(0)) {
+                                Ok(_) => break Some(f),
+                                Err(e) => {
+                                    tracing::warn!(source = %cfg.name, error = %e,
+                                        "cannot seek the truncated file; opening it again");
+                                    break None;
+                                }
+                            }
                         }
                         Change::Replaced(new) => {
-                            // Whatever was appended to the old file before it went is read first.
-                            let mut rest = Vec::new();
-                            if f.read_to_end(&mut rest).is_ok() && !rest.is_empty() {
-                                feeder.feed(&rest);
+                            // Whatever was appended to the old file before it went is read
+                            // first, a buffer at a time, waiting for room like any read.
+                            loop {
+                                match f.read(&mut buf) {
+                                    Ok(0) => break,
+                                    Ok(n) => {
+                                        if !feeder.feed(&buf[..n]) {
+                                            return;
+                                        }
+                                    }
+                                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                                    Err(e) => {
+                                        tracing::warn!(source = %cfg.name, error = %e,
+                                            "reading the rest of the replaced file failed");
+                                        break;
+                                    }
+                                }
                             }
                             tracing::info!(source = %cfg.name, path = %cfg.path.display(),
                                 "file replaced; following the new one");
