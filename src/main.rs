@@ -149,6 +149,10 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         // Blocked threads would keep the process alive: leave now.
         std::process::exit(1);
     }
+    // Events that were taken in and could not be written: not a clean shutdown.
+    if summary.lost_at_shutdown > 0 {
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

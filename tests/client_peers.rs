@@ -67,9 +67,12 @@ fn a_peer_that_drops_every_connection_is_retried_on_schedule() {
         gw.stderr()
     );
     gw.signal(libc::SIGTERM);
-    gw.wait_exit(EXIT_PATIENCE);
+    let status = gw.wait_exit(EXIT_PATIENCE);
     drop(producer);
     let err = gw.stderr();
+    // Exit 1 when anything was lost at shutdown, else 0.
+    let lost = exit_detail(&err, "lost_at_shutdown");
+    assert_eq!(status.code(), Some(if lost > 0 { 1 } else { 0 }), "{err}");
     assert!(err.contains("connection lost within"), "{err}");
     // Nothing can be delivered to such a peer: what was taken in and not written is counted.
     let s = Summary::parse(&err).unwrap();

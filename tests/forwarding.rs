@@ -463,8 +463,12 @@ spool_bytes = 4096
         producer.progress() >= 1 << 20
     });
     let started = Instant::now();
-    let s = a.stop();
+    a.signal(libc::SIGTERM);
+    let status = a.wait_exit(EXIT_PATIENCE);
     assert!(started.elapsed() < Duration::from_secs(10));
+    // A shutdown that lost events is not a clean one: exit status 1.
+    assert_eq!(status.code(), Some(1), "{}", a.stderr());
+    let s = Summary::parse(&a.stderr()).unwrap();
     drop(producer);
     let lost = exit_detail(&a.stderr(), "lost_at_shutdown");
     assert!(s.events_in > 0);
