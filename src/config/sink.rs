@@ -134,7 +134,11 @@ fn format(
     })
 }
 
-pub(super) fn duration(v: &Option<RawDuration>, default: Duration, field: &str) -> Result<Duration, Error> {
+pub(super) fn duration(
+    v: &Option<RawDuration>,
+    default: Duration,
+    field: &str,
+) -> Result<Duration, Error> {
     match v {
         None => Ok(default),
         Some(RawDuration::Secs(n)) => Ok(Duration::from_secs(*n)),

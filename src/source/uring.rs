@@ -465,7 +465,8 @@ impl Worker {
     }
 
     fn open_conn(&mut self, s: usize, fd: OwnedFd) {
-        let meta = self.args.sources[s].accepted(fd.as_fd(), Some((self.args.index, &self.room_hook)));
+        let meta =
+            self.args.sources[s].accepted(fd.as_fd(), Some((self.args.index, &self.room_hook)));
         self.args.counters.connection_opened();
         let idx = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
