@@ -12,21 +12,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 lines=${1:-1000000}
 clients=4
-cargo build --release --quiet -p ringway
-bin=target/release/ringway
-work=$(mktemp -d)
-trap 'pkill -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
-python3 benches/common/load.py "$work/load.ndjson" "$lines"
-total=$((lines * clients))
-now() { date +%s.%N; }
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # clock ticks
-tck=$(getconf CLK_TCK)
-wait_sock() { for _ in $(seq 200); do [ -S "$1" ] && return 0; sleep 0.05; done; echo "no socket $1" >&2; exit 1; }
+source benches/common/setup.sh
 printf '[[sources]]\ntype = "unix_socket_server"\npath = "%s"\n[[sinks]]\ntype = "null"\n' \
     "$work/in.sock" >"$work/gw.toml"
 
 run() { # with_control(0|1) → prints "events/s cpu_ns_per_event"
-    local s e pids=() hold="" c=0 t
+    local s e pids=() hold="" c c0
     "$bin" run --config "$work/gw.toml" 2>"$work/gw.err" &
     local gw=$!
     wait_sock "$work/in.sock"
@@ -37,6 +28,8 @@ run() { # with_control(0|1) → prints "events/s cpu_ns_per_event"
         hold=$!
         sleep 2 # all 500 connected and asking
     fi
+    # CPU from here on: the ingest window (the control clients' requests in it included).
+    c0=$(cpu "$gw")
     s=$(now)
     for _ in $(seq "$clients"); do
         socat -u -b 262144 "$work/load.ndjson" "UNIX-CONNECT:$work/in.sock" &
@@ -44,12 +37,8 @@ run() { # with_control(0|1) → prints "events/s cpu_ns_per_event"
     done
     wait "${pids[@]}"
     if [ -n "$hold" ]; then kill -TERM "$hold"; wait "$hold" || true; fi
-    kill -TERM "$gw"
-    while t=$(cpu "$gw" 2>/dev/null) && [ "$(awk '{print $3}' "/proc/$gw/stat" 2>/dev/null)" != Z ]; do
-        c=$t
-        sleep 0.01
-    done
-    wait "$gw" || { echo "ringway exited non-zero" >&2; exit 1; }
+    term_cpu "$gw" ringway
+    c=$((ticks - c0))
     e=$(now)
     local line
     line=$(grep '^summary ' "$work/gw.err" | tail -1)

@@ -12,16 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 lines=${1:-1000000}
 clients=4
-cargo build --release --quiet -p ringway
-bin=target/release/ringway
-work=$(mktemp -d)
-trap 'pkill -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
-python3 benches/common/load.py "$work/load.ndjson" "$lines"
-total=$((lines * clients))
-now() { date +%s.%N; }
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # clock ticks
-tck=$(getconf CLK_TCK)
-wait_sock() { for _ in $(seq 200); do [ -S "$1" ] && return 0; sleep 0.05; done; echo "no socket $1" >&2; exit 1; }
+source benches/common/setup.sh
 summary() { # stderr file → "in out"
     local line
     line=$(grep '^summary ' "$1" | tail -1)
@@ -36,7 +27,7 @@ stop() { kill -TERM "$1"; wait "$1" || { echo "$2 exited non-zero" >&2; exit 1; 
 source_toml() { printf '[[sources]]\ntype = "unix_socket_server"\npath = "%s"\n' "$1"; }
 
 run() { # A's sink (TOML) → prints "seconds a_cpu_ticks": from the first client to A's exit
-    local sink=$1 s e c=0 pids=()
+    local sink=$1 s e pids=()
     { source_toml "$work/a.sock"; printf '%s\n' "$sink"; } >"$work/a.toml"
     "$bin" run --config "$work/a.toml" 2>"$work/a.err" &
     local a=$!
@@ -47,16 +38,10 @@ run() { # A's sink (TOML) → prints "seconds a_cpu_ticks": from the first clien
         pids+=($!)
     done
     wait "${pids[@]}"
-    # SIGTERM: A reads what is queued, writes everything out, and exits; its CPU time is
-    # sampled until it is gone (the last sample is at most 10 ms before the exit).
-    kill -TERM "$a"
-    while t=$(cpu "$a" 2>/dev/null) && [ "$(awk '{print $3}' "/proc/$a/stat" 2>/dev/null)" != Z ]; do
-        c=$t
-        sleep 0.01
-    done
-    wait "$a" || { echo "A exited non-zero" >&2; exit 1; }
+    # SIGTERM: A reads what is queued, writes everything out, and exits.
+    term_cpu "$a" A
     e=$(now)
-    echo "$(echo "$e - $s" | bc -l) $c"
+    echo "$(echo "$e - $s" | bc -l) $ticks"
 }
 
 # 1. ingest only.

@@ -11,13 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 lines=${1:-1000000}
 clients=4
-cargo build --release --quiet
-bin=target/release/ringway
-work=$(mktemp -d)
-trap 'pkill -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
-python3 benches/common/load.py "$work/load.ndjson" "$lines"
-total=$((lines * clients))
-now() { date +%s.%N; }
+source benches/common/setup.sh
 blast() { # socket → seconds taken by $clients concurrent writers
     local s e
     s=$(now)
@@ -26,7 +20,6 @@ blast() { # socket → seconds taken by $clients concurrent writers
     e=$(now)
     echo "$e - $s" | bc -l
 }
-wait_sock() { for _ in $(seq 200); do [ -S "$1" ] && return 0; sleep 0.05; done; echo "no socket $1" >&2; exit 1; }
 
 # 1. baseline: read and discard.
 socat -u "UNIX-LISTEN:$work/base.sock,fork" /dev/null &
