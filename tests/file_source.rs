@@ -74,6 +74,17 @@ fn reads_a_file_once() {
     ready(&mut gw);
     let out = gw.path("out.ndjson");
     wait_until(PATIENCE, "every line", || count_lines(&out) == 5002);
+    // The control socket (default path: the test's $XDG_RUNTIME_DIR) counts the file's one
+    // "connection", closed once it is read to its end.
+    wait_until(PATIENCE, "the file closed", || {
+        let out = std::process::Command::new(bin())
+            .args(["ctl", "--json", "stats"])
+            .env("XDG_RUNTIME_DIR", gw.dir())
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["sources"][0]["connections"] == 0 && v["sources"][0]["connections_total"] == 1
+    });
     let s = gw.stop();
     assert_eq!(
         (s.events_in, s.events_out, s.dead_lettered),

@@ -84,6 +84,7 @@ fn run(args: Args, cfg: FileSourceConfig, mut file: Option<File>) {
         };
         let ino = f.metadata().map(|m| (m.dev(), m.ino())).ok();
         let meta = args.src.conn_meta(None, None, None);
+        let id = meta.id;
         let mut feeder = Feeder::new(
             meta,
             cfg.framing.clone(),
@@ -161,7 +162,9 @@ fn run(args: Args, cfg: FileSourceConfig, mut file: Option<File>) {
                 }
             }
         };
-        if !feeder.finish() {
+        let sent = feeder.finish();
+        args.src.closed(id); // this opening of the file is done
+        if !sent {
             return;
         }
         match next {
