@@ -13,9 +13,10 @@
 //! buffers are held, not recycled), and nothing more is read from it, so its kernel socket buffer
 //! fills and the writer blocks. Parked connections are retried every millisecond; when the batch
 //! goes through, the backlog is processed and the recv re-armed. A connection whose reply queue
-//! is over its bound is parked the same way, and retried when its reply writer wakes the worker
-//! (through the worker's eventfd) as the queue drains, or after `REPLY_RETRY` at the latest. A multishot that ends without
-//! `MORE` (ENOBUFS included) is re-armed unless the connection is parked or finished.
+//! is over its bound, or whose source is paused (control socket), is parked the same way, and
+//! retried when the worker is woken (its eventfd: the reply writer as the queue drains, or a
+//! `resume`), or after `REPLY_RETRY` at the latest. A multishot that ends without `MORE`
+//! (ENOBUFS included) is re-armed unless the connection is parked or finished.
 //!
 //! Shutdown: the accepts are cancelled; connections are read to EOF; at the deadline the rest are
 //! shut down for reading (their recv then ends with EOF and takes the normal path) and batches are
