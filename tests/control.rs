@@ -435,3 +435,62 @@ fn control_socket_defaults() {
         taken.stderr
     );
 }
+
+/// `max_connections`: one over the limit gets an error line and is closed; the others are
+/// served. `ctl --watch` repeats with rates.
+#[test]
+fn connection_limit_and_watch() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+    let gw = Gateway::start(&format!(
+        "{}\n[control]\nmax_connections = 2\n",
+        standard_config("uring")
+    ));
+    let hold: Vec<UnixStream> = (0..2)
+        .map(|_| UnixStream::connect(gw.path("in.ctl")).unwrap())
+        .collect();
+    // Both held connections are served (so both hold their slot).
+    for mut c in &hold {
+        c.write_all(b"{\"cmd\":\"ping\"}\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(c).read_line(&mut line).unwrap();
+        assert!(line.contains("\"ok\""), "{line}");
+    }
+    let third = Client::python(
+        "control_client.py",
+        &[&ctl_socket(&gw), r#"{"cmd":"ping"}"#],
+    )
+    .finish();
+    let r = &third["responses"][0];
+    assert_eq!(r["status"], "error", "{third}");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("too many control connections"),
+        "{third}"
+    );
+    drop(hold);
+    wait_until(PATIENCE, "a slot free again", || {
+        raw(&gw, &[r#"{"cmd":"ping"}"#])[0]["status"] == "ok"
+    });
+
+    let mut watch = Command::new(bin())
+        .args([
+            "ctl",
+            "--socket",
+            &ctl_socket(&gw),
+            "--watch",
+            "200ms",
+            "stats",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    watch.kill().unwrap();
+    let out = watch.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.matches("ringway: up").count() >= 3, "{text}");
+    assert!(text.contains("in/s"), "{text}");
+}
