@@ -7,16 +7,20 @@
 //! decoded like any source's, on the channel lane of this sink's name.
 //!
 //! One thread per sink writes and (re)connects; one per connection reads the replies. When the
-//! peer goes away (a write fails, or it closes the connection) the events of the batch being
+//! peer goes away (a write fails, or reading its replies fails) the events of the batch being
 //! written when it went are written again on the next connection, from its first event, and
 //! counted in `resent` (the peer may have read some of them: they are the possible duplicates).
-//! A batch the kernel took whole counts as delivered. Connecting follows `reconnect.retry`:
-//! attempt n waits `interval_ms · growth_rateⁿ`, at most `max_interval_ms`, less up to `jitter`
-//! of it; the counter starts again once a connection stays up for a second. After `max_retries`
-//! failures in a row the circuit opens (logged, `circuits_open` in the counters): events stay in
-//! the spool and the sources wait, and one attempt is made every `max_interval_ms` until the peer
-//! is back. Nothing is dropped; at shutdown, what is left when the grace has run out twice over
-//! counts as `lost_at_shutdown`.
+//! The peer's EOF alone is not a broken connection: a peer may shut down its writing side and
+//! read on (if it closed outright, the next write fails). A batch the kernel took whole counts
+//! as delivered. Connecting follows `reconnect.retry`: attempt n waits
+//! `interval_ms · growth_rateⁿ`, at most `max_interval_ms`, less up to `jitter` of it; the
+//! counter starts again once a connection stays up for a second, and a connection that breaks
+//! sooner counts as one more failed attempt (a peer that accepts and drops us at once is retried
+//! on the schedule, not in a tight loop). A reply reader that cannot be spawned is a failed
+//! connect. After `max_retries` failures in a row the circuit opens (logged, `circuits_open` in
+//! the counters): events stay in the spool and the sources wait, and one attempt is made every
+//! `max_interval_ms` until the peer is back. Nothing is dropped; at shutdown, what is left when
+//! the grace has run out twice over counts as `lost_at_shutdown`.
 //!
 //! Shutdown: when every stream this sink takes has ended, the spool is sealed; the thread writes
 //! what is left, shuts down its writing side (the peer reads EOF), and waits for the peer to
@@ -202,8 +206,41 @@ pub fn start(args: Args) -> JoinHandle<()> {
 
 struct Conn {
     stream: UnixStream,
-    reader: JoinHandle<()>,
+    /// None once it has ended at the peer's EOF (the peer may still read: we write on).
+    reader: Option<JoinHandle<ReadEnd>>,
     since: Instant,
+}
+
+/// How a reply reader ended.
+enum ReadEnd {
+    /// The peer shut down its writing side (or closed: then the next write fails), or the
+    /// replies' lane is gone (shutdown). Not by itself a broken connection.
+    Eof,
+    /// Reading failed (ECONNRESET: the peer closed with our bytes unread): the connection is
+    /// broken.
+    Failed(std::io::Error),
+}
+
+impl Conn {
+    /// The reader's error, if it has ended with one. Cheap while it runs (no syscall).
+    fn read_failed(&mut self) -> Option<std::io::Error> {
+        if !self.reader.as_ref()?.is_finished() {
+            return None;
+        }
+        match self.reader.take()?.join() {
+            Ok(ReadEnd::Eof) => None,
+            Ok(ReadEnd::Failed(e)) => Some(e),
+            Err(_) => Some(std::io::Error::other("the reply reader panicked")),
+        }
+    }
+
+    /// Close both ways and wait for the reader.
+    fn close(self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        if let Some(r) = self.reader {
+            let _ = r.join();
+        }
+    }
 }
 
 struct Client {
@@ -258,6 +295,11 @@ impl Client {
                 conn = self.connect();
                 continue;
             };
+            if let Some(e) = c.read_failed() {
+                let why = format!("reading replies: {e}");
+                self.broken(conn.take().unwrap(), &why);
+                continue;
+            }
             if self.outbox.is_empty() {
                 match self.a.spool.take(&mut self.outbox, WRITE_SLICE) {
                     Some(()) => {}
@@ -267,8 +309,8 @@ impl Client {
                         return;
                     }
                 }
-                // (The reader ending is not a broken connection: a peer may shut down its
-                // writing side and go on reading. A peer that is gone fails the next write.)
+                // (The reader ending at EOF is not a broken connection: a peer may shut down
+                // its writing side and go on reading. A peer that is gone fails the next write.)
                 if self.outbox.is_empty() {
                     continue;
                 }
@@ -283,8 +325,7 @@ impl Client {
         }
         self.a.spool.fail_all();
         if let Some(c) = conn {
-            let _ = c.stream.shutdown(std::net::Shutdown::Both);
-            let _ = c.reader.join();
+            c.close();
         }
     }
 
@@ -339,8 +380,8 @@ impl Client {
             .status
             .connected
             .store(false, Ordering::Relaxed);
-        let _ = c.stream.shutdown(std::net::Shutdown::Both);
-        let _ = c.reader.join();
+        let lived = c.since.elapsed();
+        c.close();
         if self.front_off > 0 {
             if let Some(front) = self.outbox.front() {
                 Counters::add(&self.a.counters.resent, front.d.batch.events() as u64);
@@ -349,12 +390,12 @@ impl Client {
         }
         tracing::warn!(sink = %self.a.name, path = %self.a.cfg.path.display(),
             "connection lost ({why}); reconnecting (events wait in the spool)");
-        if c.since.elapsed() >= STABLE {
+        if lived >= STABLE {
             self.failures = 0;
             self.next_attempt = Instant::now();
         } else {
             // A peer that accepts and drops us at once is retried on the schedule, not in a
-            // tight loop.
+            // tight loop: the attempt counter goes on growing (up to the circuit).
             self.back_off(&format!("connection lost within {STABLE:?}: {why}"));
         }
     }
@@ -395,7 +436,7 @@ impl Client {
                 self.ever_connected = true;
                 Some(Conn {
                     stream,
-                    reader,
+                    reader: Some(reader),
                     since: Instant::now(),
                 })
             }
@@ -406,6 +447,7 @@ impl Client {
         }
     }
 
+    /// A failed connect (including a reply reader that could not be spawned).
     fn failed(&mut self, e: &std::io::Error) {
         Counters::add(&self.a.counters.connect_failures, 1);
         self.back_off(&format!("connect failed: {e}"));
@@ -443,7 +485,8 @@ impl Client {
         self.next_attempt = Instant::now() + delay;
     }
 
-    fn spawn_reader(&self, stream: UnixStream) -> std::io::Result<JoinHandle<()>> {
+    /// Err (thread spawn failed: out of threads or memory) is a failed connect, not a panic.
+    fn spawn_reader(&self, stream: UnixStream) -> std::io::Result<JoinHandle<ReadEnd>> {
         let id = self
             .a
             .ids
@@ -483,14 +526,16 @@ impl Client {
 
     /// The spool is sealed and empty: shut down our writing side and wait for the peer to close
     /// (its last replies are read meanwhile), until the give-up point.
+    ///
+    /// A peer that has already shut down its writing side cannot show us its close (its EOF has
+    /// been read): what we wrote is in its socket, so we close at once and it reads on.
     fn finish(&mut self, c: Conn) {
         let _ = c.stream.shutdown(std::net::Shutdown::Write);
-        while !c.reader.is_finished() && !self.give_up_passed() {
+        while c.reader.as_ref().is_some_and(|r| !r.is_finished()) && !self.give_up_passed() {
             // The spool is sealed, so it has nothing to wait on: sleep a slice.
             std::thread::sleep(Duration::from_millis(10));
         }
-        let _ = c.stream.shutdown(std::net::Shutdown::Both);
-        let _ = c.reader.join();
+        c.close();
     }
 }
 
@@ -505,20 +550,22 @@ fn jittered(retry: &Retry, d: Duration, rng: &mut u64) -> Duration {
     d.mul_f64(1.0 - retry.jitter * r)
 }
 
-fn read_replies(mut stream: UnixStream, mut feeder: Feeder, buf_size: usize) {
+/// Read the peer's replies until EOF or an error; the writer thread looks at how it ended.
+fn read_replies(mut stream: UnixStream, mut feeder: Feeder, buf_size: usize) -> ReadEnd {
     use std::io::Read;
     let mut buf = vec![0u8; buf_size];
-    loop {
+    let end = loop {
         match stream.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => break ReadEnd::Eof,
             Ok(n) => {
                 if !feeder.feed(&buf[..n]) || !feeder.flush() {
-                    return;
+                    return ReadEnd::Eof; // the lane is gone: shutdown
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => break,
+            Err(e) => break ReadEnd::Failed(e),
         }
-    }
+    };
     feeder.finish();
+    end
 }
