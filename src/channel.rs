@@ -192,6 +192,8 @@ pub struct Sender {
     lanes: Arc<[Option<mpsc::Sender<Batch>>]>,
     when_full: Arc<Policy>,
     counters: Arc<Counters>,
+    /// Each lane's capacity in batches (for lanes added while running).
+    capacity: usize,
 }
 
 pub type Receiver = mpsc::Receiver<Batch>;
@@ -218,13 +220,26 @@ impl Policy {
 }
 
 /// Each lane's depth and capacity in batches, for `stats` (see [`Sender::gauge`]).
-pub struct LaneGauge(Vec<Option<mpsc::WeakSender<Batch>>>);
+pub struct LaneGauge(std::sync::RwLock<Vec<Option<mpsc::WeakSender<Batch>>>>);
 
 impl LaneGauge {
     /// (batches queued, capacity) of stream `k`'s lane; None once it has closed.
     pub fn depth(&self, k: usize) -> Option<(usize, usize)> {
-        let s = self.0.get(k)?.as_ref()?.upgrade()?;
+        let s = self.0.read().unwrap().get(k)?.as_ref()?.upgrade()?;
         Some((s.max_capacity() - s.capacity(), s.max_capacity()))
+    }
+
+    /// Watch the lanes `sender` holds too (lanes added while running).
+    pub fn add(&self, sender: &Sender) {
+        let mut all = self.0.write().unwrap();
+        for (k, l) in sender.lanes.iter().enumerate() {
+            if let Some(l) = l {
+                if all.len() <= k {
+                    all.resize(k + 1, None);
+                }
+                all[k] = Some(l.downgrade());
+            }
+        }
     }
 }
 
@@ -255,6 +270,7 @@ pub fn bounded(
                 when_full == WhenFull::DropNewest,
             ))),
             counters,
+            capacity,
         },
         rxs,
     )
@@ -274,7 +290,23 @@ impl Sender {
                 .collect(),
             when_full: Arc::clone(&self.when_full),
             counters: Arc::clone(&self.counters),
+            capacity: self.capacity,
         }
+    }
+
+    /// A new lane for stream `k` (a source added while running): a sender that holds only it,
+    /// and its receiving end for the sink thread. Same capacity and policy as the others.
+    pub fn new_lane(&self, k: usize) -> (Sender, Receiver) {
+        let (tx, rx) = mpsc::channel(self.capacity);
+        let mut lanes: Vec<Option<mpsc::Sender<Batch>>> = vec![None; k + 1];
+        lanes[k] = Some(tx);
+        let sender = Sender {
+            lanes: lanes.into(),
+            when_full: Arc::clone(&self.when_full),
+            counters: Arc::clone(&self.counters),
+            capacity: self.capacity,
+        };
+        (sender, rx)
     }
 
     /// The `when_full` policy every sender shares.
@@ -284,12 +316,12 @@ impl Sender {
 
     /// A view of the lanes' depths that does not keep them open.
     pub fn gauge(&self) -> LaneGauge {
-        LaneGauge(
+        LaneGauge(std::sync::RwLock::new(
             self.lanes
                 .iter()
                 .map(|l| l.as_ref().map(mpsc::Sender::downgrade))
                 .collect(),
-        )
+        ))
     }
 
     #[inline]

@@ -369,6 +369,16 @@ impl RawConfig {
     }
 }
 
+impl Config {
+    /// The codec of event stream `k`'s events (its source's, or a client sink's replies').
+    pub fn stream_codec(&self, k: usize) -> crate::codec::Codec {
+        match self.streams[k].origin {
+            StreamOrigin::Source(i) => self.sources[i].codec(),
+            StreamOrigin::Replies(i) => self.sinks[i].format.codec,
+        }
+    }
+}
+
 /// Name every event stream, check sink names, and turn each sink's `inputs` into stream indices.
 /// By default a sink takes every stream but the replies of its own connection (a loop); a
 /// `reply` sink takes every stream that can be replied to (every stream with `route_field`).

@@ -15,7 +15,7 @@
 pub mod commands;
 pub mod ctl;
 pub mod metrics;
-mod reload;
+pub mod reload;
 pub mod server;
 
 use std::collections::BTreeMap;

@@ -11,12 +11,12 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::channel::{self, SourceMeta};
-use crate::config::{Config, IoMode, SinkKind, SourceConfig, SourceKind, StreamOrigin};
+use crate::config::{Config, IoMode, SinkKind, SourceKind, StreamOrigin};
 use crate::control::commands::{Control, SetLogLevel, SinkView};
 use crate::control::{server, Registry};
 use crate::sink::{self, client, reply::ReplyHub};
-use crate::source::balance::Balance;
-use crate::source::{epoll, file, tcp, unix, uring, Listener, Shutdown, SourceRef, SourceRt};
+use crate::source::running::{self, ReadLoop, Running};
+use crate::source::{epoll, unix, uring, Common, Listener, Shutdown};
 use crate::telemetry::{report, Counters, SinkCounters, Snapshot};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,9 +26,7 @@ pub enum Error {
     #[error(transparent)]
     Socket(#[from] unix::Error),
     #[error(transparent)]
-    Tcp(#[from] tcp::Error),
-    #[error(transparent)]
-    File(#[from] file::Error),
+    Source(#[from] running::Error),
     #[error(transparent)]
     Sink(#[from] sink::Error),
     #[error("{0}")]
@@ -118,16 +116,10 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
             ))
         })?;
     }
-    let mut listeners: Vec<Option<Listener>> = Vec::with_capacity(cfg.sources.len());
+    // Every source bound first: a taken path or port stops the gateway before anything runs.
+    let mut bound = Vec::with_capacity(cfg.sources.len());
     for (i, src) in cfg.sources.iter().enumerate() {
-        listeners.push(match src {
-            SourceConfig::UnixSocketServer(u) => Some(Listener::Unix(unix::bind(u, i)?)),
-            SourceConfig::TcpServer(t) => {
-                let (ls, addr) = tcp::bind(t, cfg.workers.get())?;
-                Some(Listener::Tcp(ls, addr))
-            }
-            SourceConfig::File(_) => None,
-        });
+        bound.push(running::bind(src, cfg.workers.get(), i)?);
     }
     // The control socket, bound like a source's (same path rules), before anything is read.
     let control_socket = if cfg.control.enabled {
@@ -151,13 +143,6 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
         })?),
         None => None,
     };
-    let mut files = Vec::new();
-    for src in &cfg.sources {
-        if let SourceConfig::File(f) = src {
-            files.push(file::open(f)?);
-        }
-    }
-    let mut files = files.into_iter();
     let counters = Arc::new(Counters::default());
     let shutdown = Arc::new(Shutdown::default());
     let (tx, lanes) = channel::bounded(
@@ -235,161 +220,72 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
     // A reply queue (a duplicate descriptor and a writer task) for each connection of a source
     // the reply sink takes, or of any source that can be replied to when events name their
     // connection (`route_field`).
-    let replied: Vec<bool> = (0..cfg.sources.len())
-        .map(|i| {
-            cfg.sinks.iter().any(|s| match &s.kind {
-                SinkKind::Reply(r) => r.route_field.is_some() || s.inputs.contains(&i),
-                _ => false,
-            })
-        })
-        .collect();
-    let reply_for =
-        |i: usize, src: &SourceConfig| reply_hub.clone().filter(|_| src.can_reply() && replied[i]);
-    // Listening sources (read by the io_uring workers or the epoll tasks), and file sources.
-    let mut source_threads = Vec::new();
-    let mut listening = Vec::new();
+    let replied = crate::control::reload::replied_sources(&cfg);
+    // The sources: read by the io_uring workers (started with the first listening source), by
+    // epoll tasks, or by their file threads.
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    for (i, (src, l)) in cfg.sources.iter().zip(&listeners).enumerate() {
-        let rt = SourceRt::new(
-            src.clone(),
-            l.as_ref(),
-            Arc::clone(&ids),
-            latency_field.clone(),
-            i,
-            reply_for(i, src),
-            Arc::clone(&registry),
-        );
-        let at = match l {
-            Some(l) => l.describe(),
-            None => format!("file:{}", src.address()),
-        };
-        stream_metas[i] = Some((Arc::clone(&rt.meta), at));
-        if l.is_some() {
-            listening.push(rt);
-            continue;
-        }
-        let args = file::Args {
-            src: rt,
-            sender: tx.only(&[i]),
-            counters: Arc::clone(&counters),
-            channel: cfg.channel.clone(),
-            shutdown: Arc::clone(&shutdown),
-        };
-        source_threads.push(file::start(args, files.next().flatten()));
-    }
-    let sources: Arc<Vec<SourceRt>> = Arc::new(listening);
-    // The read loops hold the lanes of the listening sources only.
-    let all = tx;
-    let tx = all.only(&sources.iter().map(|s| s.meta.stream).collect::<Vec<_>>());
-    let lanes = all.gauge();
-    let policy = all.policy();
-    drop(all);
-
-    // Start the read loops. A failure to start one is fatal, but goes through the normal
-    // shutdown so the ones already running stop before their sockets are closed.
-    let mut balance: Option<Arc<Balance>> = None;
-    let mut threads = Vec::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut epoll_tasks = Vec::new();
-    match mode {
-        _ if sources.is_empty() => {}
-        Loop::Uring => match Balance::new(cfg.workers.get()) {
-            Err(e) => {
-                let _ = fatal_tx.send(format!("eventfd: {e}"));
-            }
-            Ok(bal) => {
-                let bal = Arc::new(bal);
-                balance = Some(Arc::clone(&bal));
-                registry.set_balance(Arc::clone(&bal));
-                for index in 0..cfg.workers.get() {
-                    let args = uring::WorkerArgs {
-                        index,
-                        sources: Arc::clone(&sources),
-                        sender: tx.clone(),
-                        counters: Arc::clone(&counters),
-                        channel: cfg.channel.clone(),
-                        shutdown: Arc::clone(&shutdown),
-                        balance: Arc::clone(&bal),
-                    };
-                    let fatal = fatal_tx.clone();
-                    let spawned = std::thread::Builder::new()
-                        .name(format!("ringway-uring-{index}"))
-                        .spawn(move || {
-                            if let Err(e) = uring::run_worker(args) {
-                                tracing::error!("{e}");
-                                let _ = fatal.send(e.to_string());
-                            }
-                        });
-                    match spawned {
-                        Ok(t) => threads.push(t),
-                        Err(e) => {
-                            let _ = fatal_tx.send(format!("cannot start a worker: {e}"));
-                            break;
-                        }
-                    }
-                }
-            }
-        },
-        Loop::Epoll => {
-            let shared = epoll::Shared {
-                sender: tx.clone(),
+    let running = Arc::new(Running::new(running::Parts {
+        read_loop: match mode {
+            Loop::Uring => ReadLoop::Uring(Default::default()),
+            Loop::Epoll => ReadLoop::Epoll(epoll::Shared {
                 counters: Arc::clone(&counters),
                 channel: cfg.channel.clone(),
                 shutdown: Arc::clone(&shutdown),
                 stop: stop_rx,
-            };
-            for (i, src) in sources.iter().enumerate() {
-                let l = listeners[src.meta.stream]
-                    .as_ref()
-                    .expect("a listening source has a listener");
-                let src = SourceRef(Arc::clone(&sources), i);
-                let dups = match l.try_clone_all() {
-                    Ok(d) => d,
-                    Err(e) => {
-                        let _ = fatal_tx.send(format!("cannot share the listener: {e}"));
-                        continue;
-                    }
-                };
-                for dup in dups {
-                    let (shared, fatal, src) = (shared.clone(), fatal_tx.clone(), src.clone());
-                    epoll_tasks.push(runtime.spawn(async move {
-                        if let Err(e) = epoll::run_source(src, dup, shared).await {
-                            let _ = fatal.send(format!("epoll source: {e}"));
-                        }
-                    }));
-                }
-            }
-        }
-    }
-    drop(tx);
-    drop(fatal_tx);
-
-    for (src, l) in cfg.sources.iter().zip(&listeners) {
-        let at = match l {
-            Some(l) => l.describe(),
-            None => format!("file:{}", src.address()),
-        };
-        let verb = if l.is_some() {
+            }),
+        },
+        workers: cfg.workers.get(),
+        runtime: runtime.handle().clone(),
+        common: Common {
+            ids: Arc::clone(&ids),
+            latency_field: latency_field.clone(),
+            registry: Arc::clone(&registry),
+        },
+        template: tx.clone(),
+        next_stream: cfg.streams.len(),
+        counters: Arc::clone(&counters),
+        channel: cfg.channel.clone(),
+        reply_hub: reply_hub.clone(),
+        fatal: fatal_tx,
+        shutdown: Arc::clone(&shutdown),
+    }));
+    for ((i, src), b) in cfg.sources.iter().enumerate().zip(bound) {
+        let rt = running.start(src.clone(), b, i, tx.only(&[i]), replied[i]);
+        stream_metas[i] = Some((Arc::clone(&rt.meta), rt.describe()));
+        let verb = if rt.listener().is_some() {
             "listening on"
         } else {
             "reading"
         };
         eprintln!(
-            "ringway: {verb} {at} (source {:?}, codec {}, io_mode {mode}, {} workers)",
+            "ringway: {verb} {} (source {:?}, codec {}, io_mode {mode}, {} workers)",
+            rt.describe(),
             src.name(),
             src.codec(),
             cfg.workers
         );
     }
-    if let Some(Listener::Unix(u)) = listeners.iter().flatten().next() {
+    let policy = tx.policy();
+    drop(tx);
+    if let Some(u) = running
+        .table
+        .live()
+        .iter()
+        .find_map(|s| match s.listener() {
+            Some(Listener::Unix(u)) => Some(u.path.clone()),
+            _ => None,
+        })
+    {
         eprintln!(
             "ringway: try: echo '{{\"hello\":\"world\"}}' | socat - UNIX-CONNECT:{}",
-            u.path.display()
+            u.display()
         );
     }
 
     // The control socket's commands see all of the above.
     let stream_metas: Vec<_> = stream_metas.into_iter().flatten().collect();
+    let lanes = Arc::clone(&running.gauge);
     let (drain_tx, mut drain_rx) = tokio::sync::mpsc::unbounded_channel();
     let control_stop = tokio::sync::watch::Sender::new(false);
     let control = Arc::new(Control {
@@ -397,18 +293,22 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
         io_mode: mode.to_string(),
         workers: cfg.workers.get(),
         counters: Arc::clone(&counters),
-        streams: stream_metas.clone(),
+        streams: std::sync::Mutex::new(stream_metas),
         sinks: cfg
             .sinks
             .iter()
             .enumerate()
             .map(|(i, s)| SinkView {
                 cfg: s.clone(),
-                inputs: s
-                    .inputs
-                    .iter()
-                    .map(|&k| cfg.streams[k].name.clone())
-                    .collect(),
+                inputs: std::sync::Mutex::new(
+                    s.inputs
+                        .iter()
+                        .map(|&k| cfg.streams[k].name.clone())
+                        .collect(),
+                ),
+                lanes: std::sync::Mutex::new(
+                    s.inputs.iter().map(|&k| (k, cfg.stream_codec(k))).collect(),
+                ),
                 counters: Arc::clone(&sink_counters[i]),
                 spool: spools[i].clone(),
             })
@@ -421,6 +321,8 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
         log_level: std::sync::Mutex::new(hooks.log_level),
         set_log_level: hooks.set_log_level,
         drain: drain_tx,
+        running: Arc::clone(&running),
+        reload_lock: Default::default(),
     });
     if let Some(l) = metrics_listener {
         if let Ok(addr) = l.local_addr() {
@@ -468,8 +370,10 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
             }
         }
     });
-    // Paused sources are read again: shutting down reads every connection to its end.
-    for (m, _) in &stream_metas {
+    // No source is added or removed from here on. Paused sources are read again: shutting
+    // down reads every connection to its end.
+    running.freeze();
+    for (m, _) in control.streams.lock().unwrap().iter() {
         m.pause.set(false);
     }
     registry.wake_all();
@@ -477,8 +381,10 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
         "shutting down: no new connections; reading open ones to EOF for up to {:?}",
         cfg.shutdown_timeout
     );
-    for l in listeners.iter().flatten() {
-        l.remove_path();
+    for rt in running.table.live() {
+        if let Some(l) = rt.listener() {
+            l.remove_path();
+        }
     }
     let shutdown_began = std::time::Instant::now();
     // A (further) signal means: stop now, without draining.
@@ -491,11 +397,7 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
         std::process::exit(130);
     });
     shutdown.request(cfg.shutdown_timeout);
-    if let Some(b) = &balance {
-        for i in 0..cfg.workers.get() {
-            b.wake(i);
-        }
-    }
+    running.request_shutdown(cfg.shutdown_timeout);
     let _ = stop_tx.send(true);
 
     // Reading ends by the deadline; a failing sink gives up one grace later. Past that (plus a
@@ -504,8 +406,8 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
         .sink_give_up()
         .unwrap_or_else(std::time::Instant::now)
         + std::time::Duration::from_secs(2);
-    threads.extend(source_threads);
-    let mut abandoned = !join_until(threads, give_up);
+    let mut abandoned = !join_until(running.take_threads(), give_up);
+    let epoll_tasks = running.take_epoll_tasks();
     abandoned |= !runtime.block_on(async {
         tokio::time::timeout_at(give_up.into(), async {
             for t in epoll_tasks {
@@ -515,15 +417,15 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
         .await
         .is_ok()
     });
-    drop(sources);
+    // The table was the last holder of the sources the read loops are done with: their lanes
+    // end. (Threads still blocked keep theirs, and with them their listeners, open.)
+    running.table.clear();
     abandoned |= !join_until(sink_threads, give_up);
     // The replies still queued for connections are written (or dropped and counted) by then.
     if let Some(hub) = &reply_hub {
         hub.wait_idle(give_up);
     }
     if abandoned {
-        // Threads may still use the listeners: leave them open (the paths are gone already).
-        std::mem::forget(listeners);
         // Events neither written, dropped, nor already counted lost by a sink that gave up.
         let c = counters.snapshot();
         let unwritten = c
@@ -535,8 +437,6 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
             shutdown_began.elapsed(),
             unwritten + c.lost_at_shutdown
         );
-    } else {
-        drop(listeners);
     }
     drop(control_stop);
     runtime.shutdown_background();

@@ -34,16 +34,7 @@ fn ask(gw: &Gateway, request: &str) -> Value {
 
 /// `ringway ctl --socket <gw's> ARGS...`: (exit code, stdout, stderr).
 fn ctl(gw: &Gateway, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin())
-        .args(["ctl", "--socket", &ctl_socket(gw)])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    ctl_at(std::path::Path::new(&ctl_socket(gw)), args)
 }
 
 fn source_stat(stats: &Value, key: &str) -> u64 {

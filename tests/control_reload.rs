@@ -32,18 +32,7 @@ path = "{{dir}}/{out}"
 /// `ringway ctl --socket <the gateway's> ARGS`: (exit code, stdout, stderr). (Not `--config`:
 /// the test rewrites that file, invalid at times.)
 fn ctl(gw: &Gateway, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin())
-        .arg("ctl")
-        .arg("--socket")
-        .arg(gw.path("in.ctl"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    ctl_at(&gw.path("in.ctl"), args)
 }
 
 fn conn_ids(gw: &Gateway) -> Vec<u64> {

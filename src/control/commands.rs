@@ -23,9 +23,10 @@ pub struct Control {
     pub counters: Arc<Counters>,
     /// Every event stream's source (sources in config order, then client sinks' replies), with
     /// where it listens or reads.
-    pub streams: Vec<(Arc<SourceMeta>, String)>,
+    /// (Sources added by `reload` are appended; removed ones leave.)
+    pub streams: Mutex<Vec<(Arc<SourceMeta>, String)>>,
     pub sinks: Vec<SinkView>,
-    pub lanes: LaneGauge,
+    pub lanes: Arc<LaneGauge>,
     pub registry: Arc<Registry>,
     /// The running config (replaced by a successful `reload`).
     pub config: Mutex<Config>,
@@ -35,12 +36,20 @@ pub struct Control {
     pub set_log_level: SetLogLevel,
     /// Asks the gateway to shut down as on SIGTERM.
     pub drain: tokio::sync::mpsc::UnboundedSender<()>,
+    /// The running sources (`reload` adds and removes them).
+    pub running: Arc<crate::source::running::Running>,
+    /// One `reload` at a time (the control socket's and SIGHUP's).
+    pub reload_lock: tokio::sync::Mutex<()>,
 }
 
 /// A sink as `stats` shows it.
 pub struct SinkView {
     pub cfg: SinkConfig,
-    pub inputs: Vec<String>,
+    /// The streams it takes, by name (`reload` may change them).
+    pub inputs: Mutex<Vec<String>>,
+    /// The lanes it takes (with their codec), including those of removed sources still
+    /// draining.
+    pub lanes: Mutex<Vec<(usize, crate::codec::Codec)>>,
     pub counters: Arc<SinkCounters>,
     pub spool: Option<Arc<Spool>>,
 }
@@ -83,8 +92,8 @@ impl Control {
 
     fn stats(&self) -> Value {
         let totals = self.counters.snapshot();
-        let sources: Vec<Value> = self
-            .streams
+        let streams = self.streams.lock().unwrap().clone();
+        let sources: Vec<Value> = streams
             .iter()
             .map(|(m, at)| {
                 let c = &m.counters;
@@ -111,7 +120,7 @@ impl Control {
                 let mut v = json!({
                     "name": s.cfg.name,
                     "type": s.cfg.kind.type_name(),
-                    "inputs": s.inputs,
+                    "inputs": *s.inputs.lock().unwrap(),
                     "events_out": s.counters.events_out.load(Relaxed),
                     "bytes_out": s.counters.bytes_out.load(Relaxed),
                 });
@@ -197,8 +206,9 @@ impl Control {
             .get("source")
             .and_then(Value::as_str)
             .ok_or("args.source (a source name) is required")?;
-        let Some((m, _)) = self.streams.iter().find(|(m, _)| m.name == name) else {
-            let known: Vec<&str> = self.streams.iter().map(|(m, _)| m.name.as_str()).collect();
+        let streams = self.streams.lock().unwrap().clone();
+        let Some((m, _)) = streams.iter().find(|(m, _)| m.name == name) else {
+            let known: Vec<&str> = streams.iter().map(|(m, _)| m.name.as_str()).collect();
             return Err(format!(
                 "no source named {name:?} (there are: {})",
                 known.join(", ")

@@ -17,12 +17,12 @@ const DEADLINE: Duration = Duration::from_secs(10);
 impl Control {
     /// The metrics endpoint's body: every counter and histogram, Prometheus-named.
     pub fn metrics_text(&self) -> String {
+        let streams = self.streams.lock().unwrap().clone();
         prometheus::render(View {
             uptime_s: self.started.elapsed().as_secs_f64(),
             counters: &self.counters,
             histograms: self.counters.histograms(),
-            sources: self
-                .streams
+            sources: streams
                 .iter()
                 .map(|(m, _)| SourceView {
                     name: &m.name,

@@ -128,10 +128,6 @@ pub struct Wiring {
 /// and start the thread.
 pub fn start(cfg: &Config, w: Wiring) -> Result<JoinHandle<()>, Error> {
     let streams = cfg.streams.len();
-    let codec_of = |k: usize| match cfg.streams[k].origin {
-        crate::config::StreamOrigin::Source(i) => cfg.sources[i].codec(),
-        crate::config::StreamOrigin::Replies(i) => cfg.sinks[i].format.codec,
-    };
     let mut sinks = Vec::with_capacity(cfg.sinks.len());
     for (i, c) in cfg.sinks.iter().enumerate() {
         let mut wants = vec![false; streams];
@@ -141,7 +137,7 @@ pub fn start(cfg: &Config, w: Wiring) -> Result<JoinHandle<()>, Error> {
         let passthrough = c
             .inputs
             .iter()
-            .all(|&k| encode::is_passthrough(&c.format, codec_of(k)));
+            .all(|&k| encode::is_passthrough(&c.format, cfg.stream_codec(k)));
         let target = match &c.kind {
             SinkKind::UnixSocketClient(_) => {
                 Target::Spool(Arc::clone(w.spools[i].as_ref().expect("client spool")))
@@ -220,6 +216,13 @@ struct Sink {
     gave_up: bool,
 }
 
+impl Sink {
+    /// Does this sink take stream `k`?
+    fn takes(&self, k: usize) -> bool {
+        self.wants.get(k) == Some(&true)
+    }
+}
+
 struct Loop {
     sinks: Vec<Sink>,
     dead: Sink,
@@ -257,7 +260,7 @@ fn run(sinks: Vec<Sink>, dead: Sink, w: Wiring) {
     let mut start = 0usize;
     loop {
         if w.reconfig.asked.load(std::sync::atomic::Ordering::Acquire) {
-            l.reconfigure(&w.reconfig);
+            l.reconfigure(&w.reconfig, &mut lanes);
         }
         let mut progressed = false;
         // Batches a full spool refused: offered again first, in their lanes' order.
@@ -298,7 +301,7 @@ fn run(sinks: Vec<Sink>, dead: Sink, w: Wiring) {
                     && lanes
                         .iter()
                         .enumerate()
-                        .all(|(k, lane)| !s.wants[k] || (!lane.open && lane.held.is_none()))
+                        .all(|(k, lane)| !s.takes(k) || (!lane.open && lane.held.is_none()))
                 {
                     sealed[i] = true;
                     sp.seal();
@@ -362,27 +365,35 @@ async fn wait(lanes: &mut [Lane], room: &Notify, poke: &Notify) -> Option<(usize
 
 use std::future::Future;
 
-/// Live changes for the sink thread (`reload`): sinks that write somewhere else from now on.
+/// Live changes for the sink thread (`reload`).
 #[derive(Default)]
 pub struct Reconfig {
     asked: std::sync::atomic::AtomicBool,
-    request: std::sync::Mutex<Option<Retarget>>,
+    request: std::sync::Mutex<Option<(Change, Done)>>,
     poke: Notify,
 }
 
-/// `sinks[i]` now writes where its new config says; the answer goes back on `done`.
-struct Retarget {
-    sinks: Vec<(usize, SinkConfig)>,
-    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+type Done = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// What changes for the sink thread, all at once between two batches.
+#[derive(Default)]
+pub struct Change {
+    /// `sinks[i]` writes where its new config says (a file, stdout or null) from now on.
+    pub retarget: Vec<(usize, SinkConfig)>,
+    /// The lanes of sources added: (stream index, receiving end).
+    pub lanes: Vec<(usize, Receiver)>,
+    /// When not empty, each sink's streams from now on and whether it writes them as they are
+    /// (passthrough), by sink index.
+    pub inputs: Vec<(Vec<usize>, bool)>,
 }
 
 impl Reconfig {
-    /// Ask the sink thread to write each `(i, cfg)` sink to its new output (a file, stdout or
-    /// null) from the next batch on: everything before goes to the old output, nothing twice.
-    /// If any new output cannot be opened, nothing changes.
-    pub async fn retarget(&self, sinks: Vec<(usize, SinkConfig)>) -> Result<(), String> {
+    /// Ask the sink thread to apply `change` before its next batch: everything before goes to
+    /// the old outputs, nothing twice. If any new output cannot be opened, nothing changes
+    /// (and the new lanes are dropped).
+    pub async fn apply(&self, change: Change) -> Result<(), String> {
         let (done, answer) = tokio::sync::oneshot::channel();
-        *self.request.lock().unwrap() = Some(Retarget { sinks, done });
+        *self.request.lock().unwrap() = Some((change, done));
         self.asked.store(true, std::sync::atomic::Ordering::Release);
         self.poke.notify_one();
         answer
@@ -392,24 +403,50 @@ impl Reconfig {
 }
 
 impl Loop {
-    fn reconfigure(&mut self, r: &Reconfig) {
+    fn reconfigure(&mut self, r: &Reconfig, lanes: &mut Vec<Lane>) {
         r.asked.store(false, std::sync::atomic::Ordering::Release);
-        let Some(req) = r.request.lock().unwrap().take() else {
+        let Some((req, done)) = r.request.lock().unwrap().take() else {
             return;
         };
-        let mut opened = Vec::with_capacity(req.sinks.len());
-        for (i, cfg) in &req.sinks {
+        let mut opened = Vec::with_capacity(req.retarget.len());
+        for (i, cfg) in &req.retarget {
             match Output::open(cfg, &format!("sinks[{i}]")) {
                 Ok(o) => opened.push(o),
                 Err(e) => {
-                    let _ = req.done.send(Err(e.to_string()));
+                    let _ = done.send(Err(e.to_string()));
                     return;
                 }
             }
         }
         // What the old outputs have waiting is theirs.
         self.flush();
-        for ((i, cfg), out) in req.sinks.into_iter().zip(opened) {
+        for (k, rx) in req.lanes {
+            while lanes.len() < k {
+                // (A lane whose receiver never came: closed.)
+                let (_, rx) = tokio::sync::mpsc::channel(1);
+                lanes.push(Lane {
+                    rx,
+                    open: false,
+                    held: None,
+                });
+            }
+            debug_assert_eq!(lanes.len(), k, "a new lane has the next stream index");
+            lanes.push(Lane {
+                rx,
+                open: true,
+                held: None,
+            });
+        }
+        for (s, (streams, passthrough)) in self.sinks.iter_mut().zip(req.inputs) {
+            s.wants = vec![false; lanes.len()];
+            for k in streams {
+                if let Some(w) = s.wants.get_mut(k) {
+                    *w = true;
+                }
+            }
+            s.passthrough = passthrough;
+        }
+        for ((i, cfg), out) in req.retarget.into_iter().zip(opened) {
             let s = &mut self.sinks[i];
             if let Target::Out(old) = &mut s.target {
                 let _ = old.sync();
@@ -418,7 +455,7 @@ impl Loop {
             s.target = Target::Out(out);
             s.cfg = cfg;
         }
-        let _ = req.done.send(Ok(()));
+        let _ = done.send(Ok(()));
     }
 
     /// A batch from `lane`: its dead letters go to the dead-letter sink at once; its events to
@@ -438,7 +475,7 @@ impl Loop {
     fn has_room(&self, d: &Delivery) -> bool {
         let k = d.stream();
         self.sinks.iter().all(|s| match &s.target {
-            Target::Spool(sp) if s.wants.get(k) == Some(&true) => sp.has_room(),
+            Target::Spool(sp) if s.takes(k) => sp.has_room(),
             _ => true,
         })
     }
@@ -450,7 +487,7 @@ impl Loop {
         }
         let mut local = false;
         for s in self.sinks.iter_mut() {
-            if s.wants.get(k) != Some(&true) {
+            if !s.takes(k) {
                 continue;
             }
             Counters::add(&s.counters.events_out, d.batch.events() as u64);
@@ -488,11 +525,7 @@ impl Loop {
         }
         for s in self.sinks.iter_mut() {
             if !s.flush(&self.pending, &mut self.ctx) {
-                for d in self
-                    .pending
-                    .iter()
-                    .filter(|d| s.wants.get(d.stream()) == Some(&true))
-                {
+                for d in self.pending.iter().filter(|d| s.takes(d.stream())) {
                     d.fail();
                 }
             }

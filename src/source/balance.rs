@@ -11,7 +11,12 @@
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use super::SourceRt;
+
+/// A connection handed to another worker, with its source.
+pub type Handed = (Arc<SourceRt>, OwnedFd);
 
 pub struct Balance {
     workers: Vec<Share>,
@@ -27,8 +32,8 @@ struct Share {
 
 #[derive(Default)]
 struct Inbox {
-    /// (source index, connection)
-    conns: Vec<(usize, OwnedFd)>,
+    /// Connections and their sources (which the receiving worker may not have seen yet).
+    conns: Vec<Handed>,
     /// Ids of this worker's connections the control socket asked to close.
     closes: Vec<u64>,
     /// The worker's ring is up and it reads its inbox; until then, and once it stops (shutdown,
@@ -62,7 +67,7 @@ impl Balance {
 
     /// Worker `me` accepted `conn` on source `source`: give it to the least loaded worker.
     /// Returns it when `me` should keep it.
-    pub fn place(&self, me: usize, source: usize, conn: OwnedFd) -> Option<OwnedFd> {
+    pub fn place(&self, me: usize, source: &Arc<SourceRt>, conn: OwnedFd) -> Option<OwnedFd> {
         let load = |i: usize| self.workers[i].assigned.load(Ordering::Relaxed);
         let target = (0..self.workers.len())
             .min_by_key(|&i| (load(i), i != me))
@@ -70,7 +75,7 @@ impl Balance {
         if target != me {
             let mut inbox = self.workers[target].inbox.lock().unwrap();
             if inbox.open {
-                inbox.conns.push((source, conn));
+                inbox.conns.push((Arc::clone(source), conn));
                 self.workers[target]
                     .assigned
                     .fetch_add(1, Ordering::Relaxed);
@@ -94,7 +99,7 @@ impl Balance {
     }
 
     /// The connections handed to worker `me` since it last looked.
-    pub fn take_inbox(&self, me: usize) -> Vec<(usize, OwnedFd)> {
+    pub fn take_inbox(&self, me: usize) -> Vec<Handed> {
         std::mem::take(&mut self.workers[me].inbox.lock().unwrap().conns)
     }
 
@@ -124,7 +129,7 @@ impl Balance {
     /// Worker `me` takes no more connections (it is stopping, or failed): returns what is still
     /// in its inbox, which it must read itself (or, if it cannot, give to [`Balance::rehome`]).
     /// Nothing can be added after this.
-    pub fn close_inbox(&self, me: usize) -> Vec<(usize, OwnedFd)> {
+    pub fn close_inbox(&self, me: usize) -> Vec<Handed> {
         let mut inbox = self.workers[me].inbox.lock().unwrap();
         inbox.open = false;
         std::mem::take(&mut inbox.conns)
@@ -133,7 +138,7 @@ impl Balance {
     /// A worker that failed gives the connections it could not read to a live one. False if
     /// no worker takes connections any more (they are then closed unread; the gateway is
     /// shutting down on the failure anyway).
-    pub fn rehome(&self, me: usize, conns: Vec<(usize, OwnedFd)>) -> bool {
+    pub fn rehome(&self, me: usize, conns: Vec<Handed>) -> bool {
         let mut conns = conns;
         for (i, w) in self.workers.iter().enumerate() {
             if i == me || conns.is_empty() {

@@ -18,8 +18,7 @@ use rustix::net::SocketFlags;
 use tokio::sync::watch;
 
 use super::conn::{Conn, IngestCtx};
-use super::{Shutdown, SourceRef};
-use crate::channel::Sender;
+use super::{Shutdown, SourceRt};
 use crate::codec::{Codec, Decoder, Decoders};
 use crate::config::ChannelConfig;
 use crate::telemetry::{Counters, RateLimit};
@@ -41,25 +40,28 @@ fn with_decoder<R>(codec: Codec, f: impl FnOnce(&mut Decoder) -> R) -> R {
 
 #[derive(Clone)]
 pub struct Shared {
-    pub sender: Sender,
     pub counters: Arc<Counters>,
     pub channel: ChannelConfig,
     pub shutdown: Arc<Shutdown>,
     pub stop: watch::Receiver<bool>,
 }
 
-/// Accept on one listener of a source until shutdown; every connection task it spawns is
-/// tracked in `tasks`. `listener` is a duplicate of the gateway's (non-blocking) listener.
-pub async fn run_source(src: SourceRef, listener: OwnedFd, shared: Shared) -> io::Result<()> {
+/// Accept on one listener of a source until shutdown (or until `reload` removes the source);
+/// every connection task it spawns is tracked in `tasks`. `listener` is a duplicate of the
+/// source's (non-blocking) listener.
+pub async fn run_source(src: Arc<SourceRt>, listener: OwnedFd, shared: Shared) -> io::Result<()> {
     let tcp = matches!(src.cfg, crate::config::SourceConfig::TcpServer(_));
     let listener = AsyncListener::new(listener, tcp)?;
     let stop = stopped(shared.stop.clone());
     tokio::pin!(stop);
+    let retired = src.retired();
+    tokio::pin!(retired);
     let mut warn = RateLimit::new(5);
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             _ = &mut stop => break,
+            _ = &mut retired => break,
             r = listener.accept() => match r {
                 Ok(stream) => {
                     tasks.spawn(connection(src.clone(), stream, shared.clone()));
@@ -217,7 +219,7 @@ impl Stream {
 }
 
 /// Counts a connection as active for as long as its task runs.
-struct ActiveGuard<'a>(&'a Counters, &'a SourceRef, u64);
+struct ActiveGuard<'a>(&'a Counters, &'a SourceRt, u64);
 
 impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
@@ -243,7 +245,7 @@ enum Read {
     Eof,
 }
 
-async fn connection(src: SourceRef, stream: Stream, shared: Shared) {
+async fn connection(src: Arc<SourceRt>, stream: Stream, shared: Shared) {
     let mut conn = Conn::new(src.accepted(stream.as_fd(), None));
     shared.counters.connection_opened();
     let _active = ActiveGuard(&shared.counters, &src, conn.meta.id);
@@ -262,6 +264,10 @@ async fn connection(src: SourceRef, stream: Stream, shared: Shared) {
         }
     };
     tokio::pin!(past_deadline);
+    // Removed by `reload`: what the socket holds is read, then EOF.
+    let retired = src.retired();
+    tokio::pin!(retired);
+    let mut retiring = false;
     let mut late = false;
     loop {
         // A reply sink holds too much for this connection, or its source is paused: read no
@@ -293,6 +299,10 @@ async fn connection(src: SourceRef, stream: Stream, shared: Shared) {
         tokio::select! {
             biased;
             _ = &mut past_deadline, if !late => break,
+            _ = &mut retired, if !retiring => {
+                retiring = true;
+                let _ = rustix::net::shutdown(stream.as_fd(), rustix::net::Shutdown::Read);
+            }
             _ = conn.meta.close.notified() => {
                 // Asked by the control socket: what the socket holds is read, then EOF.
                 let _ = rustix::net::shutdown(stream.as_fd(), rustix::net::Shutdown::Both);
@@ -322,7 +332,7 @@ async fn connection(src: SourceRef, stream: Stream, shared: Shared) {
             })
         });
         if let Some(b) = conn.take_batch(&shared.counters) {
-            if shared.sender.send(b).await.is_err() {
+            if src.sender.send(b).await.is_err() {
                 return;
             }
         }
@@ -332,6 +342,6 @@ async fn connection(src: SourceRef, stream: Stream, shared: Shared) {
     }
     with_decoder(codec, |dec| conn.finish(&ctx, dec));
     if let Some(b) = conn.take_batch(&shared.counters) {
-        let _ = shared.sender.send(b).await;
+        let _ = src.sender.send(b).await;
     }
 }

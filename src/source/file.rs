@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use super::feeder::Feeder;
 use super::{Shutdown, SourceRt};
-use crate::channel::Sender;
 use crate::config::{ChannelConfig, FileSourceConfig, SourceConfig};
 use crate::telemetry::Counters;
 
@@ -32,10 +31,10 @@ pub struct Error {
 }
 
 pub struct Args {
-    pub src: SourceRt,
-    pub sender: Sender,
+    pub src: Arc<SourceRt>,
     pub counters: Arc<Counters>,
     pub channel: ChannelConfig,
+    /// This source's own: requested at shutdown, or when `reload` removes the source.
     pub shutdown: Arc<Shutdown>,
 }
 
@@ -90,7 +89,7 @@ fn run(args: Args, cfg: FileSourceConfig, mut file: Option<File>) {
             cfg.framing.clone(),
             args.channel.clone(),
             Arc::clone(&args.counters),
-            args.sender.clone(),
+            args.src.sender.clone(),
         );
         let mut offset = 0u64;
         // Read this opening of the file; Some(next) when it was replaced or truncated.

@@ -11,6 +11,7 @@ pub mod conn;
 pub mod epoll;
 pub mod feeder;
 pub mod file;
+pub mod running;
 pub mod tcp;
 pub mod unix;
 pub mod uring;
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::channel::{ConnMeta, SourceMeta};
+use crate::channel::{ConnMeta, Sender, SourceMeta};
 use crate::config::{SourceConfig, SourceKind};
 use crate::control::Registry;
 use crate::sink::reply::{ReplyHub, RoomHook};
@@ -64,49 +65,107 @@ impl Listener {
     }
 }
 
-/// A listening source, shared by every worker.
+/// What every source's connections share: the id counter, the latency stamp field, the
+/// registry of live connections.
+#[derive(Clone)]
+pub struct Common {
+    pub ids: Arc<AtomicU64>,
+    pub latency_field: Option<String>,
+    pub registry: Arc<Registry>,
+}
+
+/// A running source: shared by every worker that reads it (and by its connections' workers
+/// through the hand-over inbox). It owns its listener and its lane's sender: when the last
+/// holder lets go (at shutdown, or once a source removed by `reload` has no connection left),
+/// the listener closes and the lane ends.
 pub struct SourceRt {
     pub cfg: SourceConfig,
     pub meta: Arc<SourceMeta>,
+    /// Its place in the [`SourceTable`].
+    pub index: usize,
+    /// Holds this source's lane only.
+    pub sender: Sender,
+    listener: Option<Listener>,
     /// One shared listener (UNIX) or one per worker (TCP); worker `i` uses `fds[i % len]`.
     listener_fds: Vec<RawFd>,
+    /// Set when `reload` removes the source: accept no more, read its connections to EOF.
+    retired: tokio::sync::watch::Sender<bool>,
     next_conn_id: Arc<AtomicU64>,
     reply: Option<Arc<ReplyHub>>,
     registry: Arc<Registry>,
 }
 
 impl SourceRt {
-    /// `listener` (None for a file) must outlive every worker that uses this source.
-    pub fn new(
+    /// A source with its listener (None for a file) and a sender holding its lane (`stream`),
+    /// made once the [`SourceTable`] gives it an index.
+    pub fn make(
         cfg: SourceConfig,
-        listener: Option<&Listener>,
-        ids: Arc<AtomicU64>,
-        latency_field: Option<String>,
+        listener: Option<Listener>,
+        sender: Sender,
         stream: usize,
         reply: Option<Arc<ReplyHub>>,
-        registry: Arc<Registry>,
-    ) -> SourceRt {
-        let meta = Arc::new(SourceMeta {
-            name: cfg.name().to_string(),
-            kind: cfg.kind(),
-            path: match listener {
-                Some(Listener::Tcp(_, a)) => a.to_string(),
-                _ => cfg.address(),
-            },
-            codec: cfg.codec(),
-            latency_field,
-            stream,
-            counters: Default::default(),
-            pause: Default::default(),
-        });
-        SourceRt {
-            listener_fds: listener.map(Listener::fds).unwrap_or_default(),
-            cfg,
-            meta,
-            next_conn_id: ids,
-            reply,
-            registry,
+        common: &Common,
+    ) -> impl FnOnce(usize) -> SourceRt {
+        let common = common.clone();
+        move |index| {
+            let meta = Arc::new(SourceMeta {
+                name: cfg.name().to_string(),
+                kind: cfg.kind(),
+                path: match &listener {
+                    Some(Listener::Tcp(_, a)) => a.to_string(),
+                    _ => cfg.address(),
+                },
+                codec: cfg.codec(),
+                latency_field: common.latency_field,
+                stream,
+                counters: Default::default(),
+                pause: Default::default(),
+            });
+            SourceRt {
+                listener_fds: listener.as_ref().map(Listener::fds).unwrap_or_default(),
+                listener,
+                cfg,
+                meta,
+                index,
+                sender,
+                retired: tokio::sync::watch::Sender::new(false),
+                next_conn_id: common.ids,
+                reply,
+                registry: common.registry,
+            }
         }
+    }
+
+    pub fn listener(&self) -> Option<&Listener> {
+        self.listener.as_ref()
+    }
+
+    /// `unix:/path`, `tcp:127.0.0.1:4242` or `file:/path`.
+    pub fn describe(&self) -> String {
+        match &self.listener {
+            Some(l) => l.describe(),
+            None => format!("file:{}", self.cfg.address()),
+        }
+    }
+
+    /// Removed by `reload`: its read loops stop accepting and read its connections to EOF.
+    pub fn retire(&self) {
+        if let Some(l) = &self.listener {
+            l.remove_path();
+        }
+        // A paused source is read again: its connections are read to their end.
+        self.meta.pause.set(false);
+        self.retired.send_replace(true);
+    }
+
+    pub fn is_retired(&self) -> bool {
+        *self.retired.borrow()
+    }
+
+    /// Resolves once the source is retired.
+    pub async fn retired(&self) {
+        let mut rx = self.retired.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
     }
 
     /// The listener worker `worker` accepts on.
@@ -201,14 +260,62 @@ impl SourceRt {
     }
 }
 
-/// One source of the list every read loop shares (what an epoll task holds).
-#[derive(Clone)]
-pub struct SourceRef(pub Arc<Vec<SourceRt>>, pub usize);
+/// The running sources, by index. Sources added by `reload` get the next index; a removed one
+/// leaves its place empty (indices are never reused). The read loops look at it again whenever
+/// its version changes.
+#[derive(Default)]
+pub struct SourceTable {
+    entries: std::sync::Mutex<Vec<Option<Arc<SourceRt>>>>,
+    version: AtomicU64,
+}
 
-impl std::ops::Deref for SourceRef {
-    type Target = SourceRt;
-    fn deref(&self) -> &SourceRt {
-        &self.0[self.1]
+impl SourceTable {
+    /// Add a source made by `make(index)`.
+    pub fn add(&self, make: impl FnOnce(usize) -> SourceRt) -> Arc<SourceRt> {
+        let mut e = self.entries.lock().unwrap();
+        let rt = Arc::new(make(e.len()));
+        e.push(Some(Arc::clone(&rt)));
+        self.version.fetch_add(1, Ordering::Release);
+        rt
+    }
+
+    /// Take the source named `name` out, retired (see [`SourceRt::retire`]).
+    pub fn retire(&self, name: &str) -> Option<Arc<SourceRt>> {
+        let mut e = self.entries.lock().unwrap();
+        let slot = e
+            .iter_mut()
+            .find(|x| x.as_ref().is_some_and(|r| r.meta.name == name))?;
+        let rt = slot.take()?;
+        rt.retire();
+        self.version.fetch_add(1, Ordering::Release);
+        Some(rt)
+    }
+
+    /// Every source now running (not removed).
+    pub fn live(&self) -> Vec<Arc<SourceRt>> {
+        self.entries
+            .lock()
+            .unwrap()
+            .iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    /// The table as it is now, by index.
+    pub fn snapshot(&self) -> Vec<Option<Arc<SourceRt>>> {
+        self.entries.lock().unwrap().clone()
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Let go of every source (at the end of shutdown, so their lanes can close).
+    pub fn clear(&self) {
+        let gone = std::mem::take(&mut *self.entries.lock().unwrap());
+        self.version.fetch_add(1, Ordering::Release);
+        drop(gone);
     }
 }
 

@@ -18,6 +18,10 @@
 //! `resume`), or after `REPLY_RETRY` at the latest. A multishot that ends without `MORE`
 //! (ENOBUFS included) is re-armed unless the connection is parked or finished.
 //!
+//! Sources come from the shared [`SourceTable`]; each worker keeps its own copy and looks again
+//! when the table changes (`reload`, which wakes every worker): a new source gets its accept
+//! armed, a removed one is retired (see `table`).
+//!
 //! Shutdown: the accepts are cancelled; connections are read to EOF; at the deadline the rest are
 //! shut down for reading (their recv then ends with EOF and takes the normal path) and batches are
 //! sent blocking. The loop returns once nothing is in flight, so no buffer is freed while the
@@ -36,9 +40,10 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 mod bufring;
 mod retry;
 mod stop;
+mod table;
 
 use super::balance::Balance;
-use super::{Shutdown, SourceRt};
+use super::{Shutdown, SourceRt, SourceTable};
 use crate::channel::{Offer, Sender};
 use crate::codec::Decoders;
 use crate::config::ChannelConfig;
@@ -162,8 +167,8 @@ struct Slot {
 
 pub struct WorkerArgs {
     pub index: usize,
-    pub sources: Arc<Vec<SourceRt>>,
-    pub sender: Sender,
+    /// The running sources; looked at again when its version changes (`reload`).
+    pub sources: Arc<SourceTable>,
     pub counters: Arc<Counters>,
     pub channel: ChannelConfig,
     pub shutdown: Arc<Shutdown>,
@@ -176,6 +181,16 @@ struct Worker {
     ring: IoUring,
     bufs: BufRing,
     args: WorkerArgs,
+    /// This worker's copy of the source table, by index: a source stays here while this worker
+    /// accepts on it or reads one of its connections.
+    sources: Vec<Option<Arc<SourceRt>>>,
+    table_version: u64,
+    /// This worker has set up its accept on the source (once; never again after it is retired).
+    accepting: Vec<bool>,
+    /// Retired sources this worker still holds (their accept or connections are not done yet).
+    retiring: Vec<usize>,
+    /// Open connections of each source on this worker.
+    conns_of: Vec<usize>,
     wake_buf: Box<[u8; 8]>,
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
@@ -205,16 +220,23 @@ pub fn run_worker(args: WorkerArgs) -> Result<(), Error> {
     let worker = args.index;
     let ring_err = |what, err| Error::Ring { worker, what, err };
     let ring = build_ring().map_err(|e| ring_err("setting up the ring", e))?;
+    // Sources added later read into buffers of this size too.
     let buf_size = args
         .sources
+        .live()
         .iter()
+        .filter(|s| s.listener().is_some())
         .map(|s| s.cfg.buf_size().get())
         .max()
         .unwrap_or(65536);
     let bufs = BufRing::new(&ring, RING_BUFFERS, buf_size)
         .map_err(|e| ring_err("registering the provided-buffer ring", e))?;
-    let n = args.sources.len();
     let mut w = Worker {
+        sources: Vec::new(),
+        table_version: u64::MAX,
+        accepting: Vec::new(),
+        retiring: Vec::new(),
+        conns_of: Vec::new(),
         ring,
         bufs,
         wake_buf: Box::new([0; 8]),
@@ -233,8 +255,8 @@ pub fn run_worker(args: WorkerArgs) -> Result<(), Error> {
         },
         dirty: Vec::new(),
         nobufs: Vec::new(),
-        accept_armed: vec![false; n],
-        accept_retry_at: vec![None; n],
+        accept_armed: Vec::new(),
+        accept_retry_at: Vec::new(),
         wake_armed: false,
         wake_cancelled: false,
         next_sweep: Instant::now() + STALL_SWEEP,
@@ -244,9 +266,7 @@ pub fn run_worker(args: WorkerArgs) -> Result<(), Error> {
         args,
     };
     w.arm_wake();
-    for s in 0..n {
-        w.arm_accept(s);
-    }
+    w.sync_sources();
     w.args.balance.open_inbox(worker);
     match w.run() {
         Ok(()) => Ok(()),
@@ -376,7 +396,7 @@ impl Worker {
     }
 
     fn arm_accept(&mut self, s: usize) {
-        let fd = self.args.sources[s].listener_fd(self.args.index);
+        let fd = self.src(s).listener_fd(self.args.index);
         let e = opcode::AcceptMulti::new(types::Fd(fd))
             .flags(libc::SOCK_CLOEXEC)
             .build()
@@ -411,8 +431,9 @@ impl Worker {
             K_WAKE => {
                 self.wake_armed = false;
                 self.room_woken = true;
-                for (s, fd) in self.args.balance.take_inbox(self.args.index) {
-                    self.open_conn(s, fd);
+                self.sync_sources();
+                for (src, fd) in self.args.balance.take_inbox(self.args.index) {
+                    self.open_handed(src, fd);
                 }
                 for id in self.args.balance.take_closes(self.args.index) {
                     // Asked by the control socket: reading and writing end; the recv then
@@ -444,7 +465,7 @@ impl Worker {
             if self.stopping {
                 self.args.balance.keep(self.args.index);
                 self.open_conn(s, fd);
-            } else if let Some(fd) = self.args.balance.place(self.args.index, s, fd) {
+            } else if let Some(fd) = self.args.balance.place(self.args.index, self.src(s), fd) {
                 self.open_conn(s, fd);
             }
         } else if res != -libc::ECANCELED && !self.stopping {
@@ -452,22 +473,24 @@ impl Worker {
             Counters::add(&self.args.counters.accept_errors, 1);
             let err = io::Error::from_raw_os_error(-res);
             if self.warn_limit.allow().is_some() {
-                tracing::warn!(source = %self.args.sources[s].meta.name, error = %err,
+                tracing::warn!(source = %self.src(s).meta.name, error = %err,
                     "accept failed; backing off {ACCEPT_BACKOFF:?} and listening on");
             }
-            if !more && !self.stopping {
+            if !more && !self.stopping && !self.src(s).is_retired() {
                 self.accept_retry_at[s] = Some(Instant::now() + ACCEPT_BACKOFF);
             }
             return;
         }
-        if !more && !self.stopping {
+        if !more && !self.stopping && !self.src(s).is_retired() {
             self.arm_accept(s);
         }
     }
 
     fn open_conn(&mut self, s: usize, fd: OwnedFd) {
-        let meta =
-            self.args.sources[s].accepted(fd.as_fd(), Some((self.args.index, &self.room_hook)));
+        let src = self.src(s);
+        let meta = src.accepted(fd.as_fd(), Some((self.args.index, &self.room_hook)));
+        let retired = src.is_retired();
+        self.conns_of[s] += 1;
         self.args.counters.connection_opened();
         let idx = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
@@ -492,8 +515,9 @@ impl Worker {
             park_counted: false,
             more_pending: false,
         });
-        if self.past_deadline {
-            // Late (the queue was drained after the deadline): read what is there, then end.
+        if self.past_deadline || retired {
+            // Late (the queue was drained after the deadline), or its source was removed:
+            // read what is there, then end.
             if let Some(slot) = self.slots[idx as usize].as_ref() {
                 let _ = rustix::net::shutdown(&slot.fd, rustix::net::Shutdown::Read);
             }
@@ -551,7 +575,9 @@ impl Worker {
         let Some(slot) = self.slots[idx as usize].as_mut() else {
             return;
         };
-        let src = &self.args.sources[slot.source];
+        let src = self.sources[slot.source]
+            .as_ref()
+            .expect("a connection's source is held");
         let ctx = IngestCtx {
             framing: src.cfg.framing(),
             channel: &self.args.channel,
@@ -562,7 +588,7 @@ impl Worker {
         let mut reply_wait = false;
         loop {
             if let Some(b) = slot.parked.take() {
-                match offer(&self.args.sender, b, past_deadline) {
+                match offer(&src.sender, b, past_deadline) {
                     Some(b) => {
                         slot.parked = Some(b);
                         break;
@@ -641,11 +667,13 @@ impl Worker {
     fn close(&mut self, idx: u32) {
         if let Some(mut slot) = self.slots[idx as usize].take() {
             // Whatever is still open was counted by take_batch already or is empty.
+            let src = Arc::clone(self.src(slot.source));
+            self.conns_of[slot.source] -= 1;
             if let Some(b) = slot.conn.take_batch(&self.args.counters) {
-                let _ = self.args.sender.send_blocking(b);
+                let _ = src.sender.send_blocking(b);
             }
             self.args.counters.connection_closed();
-            self.args.sources[slot.source].closed(slot.conn.meta.id);
+            src.closed(slot.conn.meta.id);
             self.args.balance.closed(self.args.index);
             drop(slot.fd);
             self.free.push(idx);
@@ -672,7 +700,7 @@ impl Worker {
         for s in 0..self.accept_retry_at.len() {
             if self.accept_retry_at[s].is_some_and(|at| at <= now) {
                 self.accept_retry_at[s] = None;
-                if self.stopping {
+                if self.stopping || self.src(s).is_retired() {
                     if !self.past_deadline {
                         self.drain_queue(s);
                     }
@@ -682,6 +710,7 @@ impl Worker {
             }
         }
         self.on_deadline(now);
+        self.release_retired();
         if now >= self.next_sweep {
             self.next_sweep = now + STALL_SWEEP;
             self.sweep();
@@ -705,7 +734,8 @@ impl Worker {
                 continue;
             }
             if let Some(b) = slot.conn.take_batch(&self.args.counters) {
-                if let Some(b) = offer(&self.args.sender, b, past_deadline) {
+                let src = self.sources[slot.source].as_ref().expect("held");
+                if let Some(b) = offer(&src.sender, b, past_deadline) {
                     slot.parked = Some(b);
                     self.drain(idx); // parks it (cancels its recv)
                 }

@@ -53,18 +53,16 @@ pub fn render(view: View<'_>) -> String {
     out
 }
 
+/// One series of a labelled metric: its labels and value.
+type Labelled = (Vec<(String, String)>, i64);
+
 /// A scrape's values, owned (a collector must be `'static`).
 #[derive(Debug)]
 struct Snapshot {
     uptime_s: f64,
     totals: Vec<(&'static str, &'static str, u64, bool)>,
     /// (metric, help, [(labels, value)], counter?)
-    labelled: Vec<(
-        &'static str,
-        &'static str,
-        Vec<(Vec<(String, String)>, i64)>,
-        bool,
-    )>,
+    labelled: Vec<(&'static str, &'static str, Vec<Labelled>, bool)>,
     /// (metric, help, unit divisor, histogram)
     histograms: Vec<(&'static str, &'static str, f64, Histogram<u64>)>,
 }

@@ -739,3 +739,19 @@ pub fn send_tiny(gw: &Gateway, payload: &[u8]) {
     )
     .finish();
 }
+
+/// `ringway ctl --socket SOCKET ARGS...`: (exit code, stdout, stderr).
+pub fn ctl_at(socket: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(bin())
+        .arg("ctl")
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

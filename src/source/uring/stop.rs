@@ -17,14 +17,17 @@ impl Worker {
         }
         self.stopping = true;
         // No more hand-overs to a stopping worker; what is already here is read like the rest.
-        for (s, fd) in self.args.balance.close_inbox(self.args.index) {
-            self.open_conn(s, fd);
+        for (src, fd) in self.args.balance.close_inbox(self.args.index) {
+            self.open_handed(src, fd);
         }
         for s in 0..self.accept_armed.len() {
             if self.accept_armed[s] {
                 self.cancel(ud(K_ACCEPT, 0, s as u32));
             }
-            self.drain_queue(s);
+            // (A retired source's queue was taken in when it was retired.)
+            if self.sources[s].as_ref().is_some_and(|rt| !rt.is_retired()) {
+                self.drain_queue(s);
+            }
         }
     }
 
@@ -32,10 +35,10 @@ impl Worker {
     /// more; take in the ones already in it (the listener is non-blocking) to read what they
     /// wrote. Out of descriptors (EMFILE), try again after a backoff, until the deadline.
     pub(super) fn drain_queue(&mut self, s: usize) {
-        // SAFETY: the listener is owned by the gateway's Listener, which outlives every
-        // worker (it is dropped only after the workers have been joined).
-        let listener =
-            unsafe { BorrowedFd::borrow_raw(self.args.sources[s].listener_fd(self.args.index)) };
+        // SAFETY: the listener is owned by the source's `SourceRt`, which this worker holds
+        // (`self.sources[s]`) for as long as it accepts on it or reads its connections; nothing
+        // here lets go of it.
+        let listener = unsafe { BorrowedFd::borrow_raw(self.src(s).listener_fd(self.args.index)) };
         loop {
             match rustix::net::accept_with(listener, rustix::net::SocketFlags::CLOEXEC) {
                 Ok(fd) => {
@@ -46,7 +49,7 @@ impl Worker {
                     // A TCP listener stops listening now: new clients are refused at once
                     // instead of being queued and reset when the gateway exits. (A UNIX
                     // socket's path is gone already.)
-                    if self.args.sources[s].meta.kind == SourceKind::TcpServer {
+                    if self.src(s).meta.kind == SourceKind::TcpServer {
                         let _ = rustix::net::shutdown(listener, rustix::net::Shutdown::Read);
                     }
                     return;
@@ -55,7 +58,7 @@ impl Worker {
                 Err(e) => {
                     Counters::add(&self.args.counters.accept_errors, 1);
                     if !self.past_deadline {
-                        tracing::warn!(source = %self.args.sources[s].meta.name, error = %e,
+                        tracing::warn!(source = %self.src(s).meta.name, error = %e,
                             "accepting queued connections at shutdown failed; retrying");
                         self.accept_retry_at[s] = Some(Instant::now() + ACCEPT_BACKOFF);
                     }
@@ -79,8 +82,8 @@ impl Worker {
         if late.is_empty() {
             return true;
         }
-        for (s, fd) in late {
-            self.open_conn(s, fd);
+        for (src, fd) in late {
+            self.open_handed(src, fd);
         }
         false
     }
