@@ -249,6 +249,13 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
         reply_hub: reply_hub.clone(),
         fatal: fatal_tx,
         shutdown: Arc::clone(&shutdown),
+        buf_size: cfg
+            .sources
+            .iter()
+            .filter(|s| !matches!(s, crate::config::SourceConfig::File(_)))
+            .map(|s| s.buf_size().get())
+            .max()
+            .unwrap_or(65536),
     }));
     for ((i, src), b) in cfg.sources.iter().enumerate().zip(bound) {
         let rt = running.start(src.clone(), b, i, tx.only(&[i]), replied[i]);

@@ -76,6 +76,7 @@ pub struct Running {
     files: Mutex<Vec<FileThread>>,
     fatal: tokio::sync::mpsc::UnboundedSender<String>,
     shutdown: Arc<Shutdown>,
+    buf_size: usize,
     /// The io_uring workers, started with the first listening source.
     uring_threads: Mutex<Vec<JoinHandle<()>>>,
     stopping: std::sync::atomic::AtomicBool,
@@ -106,6 +107,8 @@ pub struct Parts {
     pub fatal: tokio::sync::mpsc::UnboundedSender<String>,
     /// The gateway's shutdown signal (the read loops watch it).
     pub shutdown: Arc<Shutdown>,
+    /// The io_uring workers' receive buffer size.
+    pub buf_size: usize,
 }
 
 impl Running {
@@ -126,6 +129,7 @@ impl Running {
             files: Mutex::default(),
             fatal: p.fatal,
             shutdown: p.shutdown,
+            buf_size: p.buf_size,
             uring_threads: Mutex::default(),
             stopping: Default::default(),
             changes: Mutex::default(),
@@ -209,6 +213,7 @@ impl Running {
             let args = uring::WorkerArgs {
                 index,
                 sources: Arc::clone(&self.table),
+                buf_size: self.buf_size,
                 counters: Arc::clone(&self.counters),
                 channel: self.channel.clone(),
                 shutdown: Arc::clone(&self.shutdown),

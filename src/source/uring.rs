@@ -169,6 +169,9 @@ pub struct WorkerArgs {
     pub index: usize,
     /// The running sources; looked at again when its version changes (`reload`).
     pub sources: Arc<SourceTable>,
+    /// The size of each receive buffer: the largest `buf_size` of the listening sources
+    /// configured at start (sources added later read into buffers of this size too).
+    pub buf_size: usize,
     pub counters: Arc<Counters>,
     pub channel: ChannelConfig,
     pub shutdown: Arc<Shutdown>,
@@ -220,16 +223,7 @@ pub fn run_worker(args: WorkerArgs) -> Result<(), Error> {
     let worker = args.index;
     let ring_err = |what, err| Error::Ring { worker, what, err };
     let ring = build_ring().map_err(|e| ring_err("setting up the ring", e))?;
-    // Sources added later read into buffers of this size too.
-    let buf_size = args
-        .sources
-        .live()
-        .iter()
-        .filter(|s| s.listener().is_some())
-        .map(|s| s.cfg.buf_size().get())
-        .max()
-        .unwrap_or(65536);
-    let bufs = BufRing::new(&ring, RING_BUFFERS, buf_size)
+    let bufs = BufRing::new(&ring, RING_BUFFERS, args.buf_size)
         .map_err(|e| ring_err("registering the provided-buffer ring", e))?;
     let mut w = Worker {
         sources: Vec::new(),
