@@ -201,6 +201,7 @@ impl RawConfig {
                     SourceConfig::UnixSocketServer(u.validate(&field, i)?)
                 }
                 RawSource::TcpServer(t) => SourceConfig::TcpServer(t.validate(&field, i)?),
+                RawSource::WsServer(w) => SourceConfig::WsServer(w.validate(&field, i)?),
                 RawSource::File(f) => SourceConfig::File(f.validate(&field, i)?),
             });
         }
@@ -217,17 +218,19 @@ impl RawConfig {
                         x.path == y.path
                     }
                     // 0.0.0.0:P (or [::]:P) takes port P on every address.
-                    (SourceConfig::TcpServer(x), SourceConfig::TcpServer(y)) => {
-                        x.addr.port() == y.addr.port()
-                            && x.addr.port() != 0
-                            && (x.addr.ip() == y.addr.ip()
-                                || x.addr.ip().is_unspecified()
-                                || y.addr.ip().is_unspecified())
-                    }
-                    _ => false,
+                    _ => match (a.tcp_addr(), b.tcp_addr()) {
+                        (Some(x), Some(y)) => {
+                            x.port() == y.port()
+                                && x.port() != 0
+                                && (x.ip() == y.ip()
+                                    || x.ip().is_unspecified()
+                                    || y.ip().is_unspecified())
+                        }
+                        _ => false,
+                    },
                 };
                 if same {
-                    let key = if a.kind() == SourceKind::TcpServer {
+                    let key = if a.tcp_addr().is_some() {
                         "url"
                     } else {
                         "path"

@@ -205,6 +205,30 @@ impl Framer {
         }
     }
 
+    /// The end of a message (a WebSocket message through `separate`): its unterminated last
+    /// line is a whole line, not an incomplete one.
+    pub fn end_message(&mut self, cfg: &FramingConfig, out: &mut impl FnMut(Frame<'_>)) {
+        if self.partial_len > 0 {
+            self.emit_partial(cfg, false, out);
+        }
+    }
+
+    /// One whole message as one line (no `separate` preprocessor): its trailing separators
+    /// are dropped; an empty message is no line.
+    pub fn whole(&mut self, cfg: &FramingConfig, data: &[u8], out: &mut impl FnMut(Frame<'_>)) {
+        self.lines += 1;
+        let mut end = data.len();
+        while end > 0 && (data[end - 1] == cfg.separator || data[end - 1] == b'\r') {
+            end -= 1;
+        }
+        if end > 0 {
+            out(Frame::Line {
+                bytes: &data[..end],
+                line: self.lines,
+            });
+        }
+    }
+
     /// Bytes currently held in the carry (the partial line, or its head).
     #[must_use]
     pub fn carried(&self) -> usize {

@@ -228,12 +228,13 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
     let running = Arc::new(Running::new(running::Parts {
         read_loop: match mode {
             Loop::Uring => ReadLoop::Uring(Default::default()),
-            Loop::Epoll => ReadLoop::Epoll(epoll::Shared {
-                counters: Arc::clone(&counters),
-                channel: cfg.channel.clone(),
-                shutdown: Arc::clone(&shutdown),
-                stop: stop_rx,
-            }),
+            Loop::Epoll => ReadLoop::Epoll,
+        },
+        tasks: epoll::Shared {
+            counters: Arc::clone(&counters),
+            channel: cfg.channel.clone(),
+            shutdown: Arc::clone(&shutdown),
+            stop: stop_rx,
         },
         workers: cfg.workers.get(),
         runtime: runtime.handle().clone(),
@@ -252,7 +253,7 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
         buf_size: cfg
             .sources
             .iter()
-            .filter(|s| !matches!(s, crate::config::SourceConfig::File(_)))
+            .filter(|s| s.is_stream_server())
             .map(|s| s.buf_size().get())
             .max()
             .unwrap_or(65536),

@@ -56,6 +56,10 @@ pub struct Counters {
     pub resent: AtomicU64,
     /// Client sinks whose circuit is open now (`max_retries` failed attempts in a row).
     pub circuits_open: AtomicU64,
+    /// ws_server: connections whose TLS handshake or WebSocket upgrade failed or timed out.
+    pub ws_handshake_failures: AtomicU64,
+    /// ws_server: connections closed (1009) for a message over `max_message_size`.
+    pub ws_messages_too_big: AtomicU64,
     /// Latency and batch-size histograms (recorded by the sink thread).
     pub histograms: Mutex<Histograms>,
 }
@@ -106,6 +110,8 @@ pub struct Snapshot {
     pub connect_failures: u64,
     pub resent: u64,
     pub circuits_open: u64,
+    pub ws_handshake_failures: u64,
+    pub ws_messages_too_big: u64,
 }
 
 impl Counters {
@@ -163,6 +169,8 @@ impl Counters {
             connect_failures: self.connect_failures.load(Relaxed),
             resent: self.resent.load(Relaxed),
             circuits_open: self.circuits_open.load(Relaxed),
+            ws_handshake_failures: self.ws_handshake_failures.load(Relaxed),
+            ws_messages_too_big: self.ws_messages_too_big.load(Relaxed),
         }
     }
 }
@@ -204,6 +212,8 @@ impl Snapshot {
             ("connect_failures", self.connect_failures),
             ("resent", self.resent),
             ("circuits_open", self.circuits_open),
+            ("ws_handshake_failures", self.ws_handshake_failures),
+            ("ws_messages_too_big", self.ws_messages_too_big),
         ] {
             if v > 0 {
                 s.push_str(&format!(" {k}={v}"));

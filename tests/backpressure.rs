@@ -203,16 +203,6 @@ when_full = "block"
     );
 }
 
-/// The maximum of `/proc/sys/net/ipv4/<name>` ("min default max"), in bytes.
-fn tcp_mem_max(name: &str) -> u64 {
-    let path = format!("/proc/sys/net/ipv4/{name}");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    text.split_whitespace()
-        .nth(2)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{path}: {text:?} is not \"min default max\""))
-}
-
 // ---------------------------------------------------------------------------------
 
 #[test]

@@ -71,6 +71,7 @@ pub enum IoMode {
 pub enum RawSource {
     UnixSocketServer(RawUnixServer),
     TcpServer(RawTcpServer),
+    WsServer(RawWsServer),
     File(RawFileSource),
 }
 
@@ -80,10 +81,11 @@ impl<'de> Deserialize<'de> for RawSource {
         match kind.as_str() {
             "unix_socket_server" => Ok(RawSource::UnixSocketServer(inner(table)?)),
             "tcp_server" => Ok(RawSource::TcpServer(inner(table)?)),
+            "ws_server" => Ok(RawSource::WsServer(inner(table)?)),
             "file" => Ok(RawSource::File(inner(table)?)),
             other => Err(field_error(
                 "type",
-                format!("unknown source type {other:?}, expected \"unix_socket_server\", \"tcp_server\" or \"file\""),
+                format!("unknown source type {other:?}, expected \"unix_socket_server\", \"tcp_server\", \"ws_server\" or \"file\""),
             )),
         }
     }
@@ -119,6 +121,36 @@ pub struct RawTcpServer {
     #[serde(default)]
     pub codec: RawCodec,
     pub preprocessors: Option<Vec<RawProcessor>>,
+}
+
+/// `type = "ws_server"`: a WebSocket server (tremor's options, plus limits and keepalive).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWsServer {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub tls: Option<RawServerTls>,
+    pub backlog: Option<u32>,
+    #[serde(default)]
+    pub socket_options: RawSocketOptions,
+    #[serde(default)]
+    pub codec: RawCodec,
+    pub preprocessors: Option<Vec<RawProcessor>>,
+    pub handshake_timeout: Option<RawDuration>,
+    pub max_message_size: Option<usize>,
+    pub ping_interval: Option<RawDuration>,
+    pub ping_timeout: Option<RawDuration>,
+    pub max_connections: Option<usize>,
+}
+
+/// `tls = { cert = "server.pem", key = "server.key" }` (PEM files).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -3,10 +3,12 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::values::{parse_permissions, resolve_id, IdKind};
 use super::{
-    invalid, Error, RawFileSource, RawOversized, RawProcessor, RawTcpServer, RawUnixServer, MAX_LEN,
+    invalid, Error, RawFileSource, RawOversized, RawProcessor, RawTcpServer, RawUnixServer,
+    RawWsServer, MAX_LEN,
 };
 use crate::codec::Codec;
 use crate::framing::{FramingConfig, Oversized};
@@ -15,6 +17,7 @@ use crate::framing::{FramingConfig, Oversized};
 pub enum SourceConfig {
     UnixSocketServer(UnixServerConfig),
     TcpServer(TcpServerConfig),
+    WsServer(WsServerConfig),
     File(FileSourceConfig),
 }
 
@@ -23,6 +26,7 @@ impl SourceConfig {
         match self {
             SourceConfig::UnixSocketServer(u) => &u.name,
             SourceConfig::TcpServer(t) => &t.name,
+            SourceConfig::WsServer(w) => &w.name,
             SourceConfig::File(f) => &f.name,
         }
     }
@@ -31,6 +35,7 @@ impl SourceConfig {
         match self {
             SourceConfig::UnixSocketServer(u) => u.codec,
             SourceConfig::TcpServer(t) => t.codec,
+            SourceConfig::WsServer(w) => w.codec,
             SourceConfig::File(f) => f.codec,
         }
     }
@@ -39,6 +44,7 @@ impl SourceConfig {
         match self {
             SourceConfig::UnixSocketServer(u) => &u.framing,
             SourceConfig::TcpServer(t) => &t.framing,
+            SourceConfig::WsServer(w) => &w.framing,
             SourceConfig::File(f) => &f.framing,
         }
     }
@@ -48,6 +54,8 @@ impl SourceConfig {
         match self {
             SourceConfig::UnixSocketServer(u) => u.buf_size,
             SourceConfig::TcpServer(t) => t.buf_size,
+            // (Messages arrive whole; this only sizes nothing.)
+            SourceConfig::WsServer(_) => NonZeroUsize::new(64 * 1024).unwrap(),
             SourceConfig::File(f) => f.buf_size,
         }
     }
@@ -57,6 +65,7 @@ impl SourceConfig {
         match self {
             SourceConfig::UnixSocketServer(_) => SourceKind::UnixSocketServer,
             SourceConfig::TcpServer(_) => SourceKind::TcpServer,
+            SourceConfig::WsServer(_) => SourceKind::WsServer,
             SourceConfig::File(_) => SourceKind::File,
         }
     }
@@ -66,7 +75,25 @@ impl SourceConfig {
         match self {
             SourceConfig::UnixSocketServer(u) => u.path.to_string_lossy().into_owned(),
             SourceConfig::TcpServer(t) => t.addr.to_string(),
+            SourceConfig::WsServer(w) => w.addr.to_string(),
             SourceConfig::File(f) => f.path.to_string_lossy().into_owned(),
+        }
+    }
+
+    /// A UNIX or TCP server (read by the io_uring workers or the epoll tasks)?
+    pub fn is_stream_server(&self) -> bool {
+        matches!(
+            self,
+            SourceConfig::UnixSocketServer(_) | SourceConfig::TcpServer(_)
+        )
+    }
+
+    /// The TCP address a `tcp_server` or `ws_server` listens on.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        match self {
+            SourceConfig::TcpServer(t) => Some(t.addr),
+            SourceConfig::WsServer(w) => Some(w.addr),
+            _ => None,
         }
     }
 
@@ -106,6 +133,38 @@ pub struct TcpServerConfig {
 }
 
 #[derive(Debug, Clone)]
+pub struct WsServerConfig {
+    pub name: String,
+    /// Port 0 picks a free port at start.
+    pub addr: SocketAddr,
+    /// `wss://`: the server's certificate chain and key (PEM files), loaded at start.
+    pub tls: Option<ServerTls>,
+    pub backlog: u32,
+    pub no_delay: bool,
+    pub codec: Codec,
+    pub framing: FramingConfig,
+    /// A `separate` preprocessor splits each message into lines; without one, each message is
+    /// one event.
+    pub split: bool,
+    /// TCP accept to WebSocket upgrade (TLS included) must finish within this.
+    pub handshake_timeout: Duration,
+    /// A longer message is refused with close code 1009 (the connection ends).
+    pub max_message_size: usize,
+    /// A ping every `ping_interval`; no pong (or any frame) within `ping_timeout` ends the
+    /// connection. None: no pings.
+    pub ping_interval: Option<Duration>,
+    pub ping_timeout: Duration,
+    /// More connections than this at once are refused (HTTP 503) at the upgrade.
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
 pub struct FileSourceConfig {
     pub name: String,
     pub path: PathBuf,
@@ -134,50 +193,60 @@ pub(super) fn framing(list: Option<&[RawProcessor]>, field: &str) -> Result<Fram
     }
 }
 
+/// A listening address: `url` ("127.0.0.1:4242", optionally with one of `schemes`), or `host`
+/// (default 127.0.0.1) and `port`.
+fn listen_addr(
+    url: &Option<String>,
+    host: &Option<String>,
+    port: Option<u16>,
+    schemes: &[&str],
+    field: &str,
+) -> Result<SocketAddr, Error> {
+    let text = match (url, host, port) {
+        (Some(u), None, None) => {
+            let bare = schemes.iter().find_map(|s| u.strip_prefix(s)).unwrap_or(u);
+            bare.trim_end_matches('/').to_string()
+        }
+        (None, host, Some(port)) => {
+            let h = host.as_deref().unwrap_or("127.0.0.1");
+            if h.contains(':') && !h.starts_with('[') {
+                format!("[{h}]:{port}")
+            } else {
+                format!("{h}:{port}")
+            }
+        }
+        (None, _, None) => {
+            return Err(invalid(
+                format!("{field}.url"),
+                "missing: give url = \"127.0.0.1:4242\" (or host and port)",
+            ))
+        }
+        (Some(_), _, _) => {
+            return Err(invalid(
+                format!("{field}.url"),
+                "give either url or host and port, not both",
+            ))
+        }
+    };
+    text.to_socket_addrs()
+        .map_err(|e| {
+            invalid(
+                format!("{field}.url"),
+                format!("{text:?} is not a host:port address ({e})"),
+            )
+        })?
+        .next()
+        .ok_or_else(|| {
+            invalid(
+                format!("{field}.url"),
+                format!("{text:?} resolves to no address"),
+            )
+        })
+}
+
 impl RawTcpServer {
     pub(super) fn validate(self, field: &str, index: usize) -> Result<TcpServerConfig, Error> {
-        let text = match (&self.url, &self.host, self.port) {
-            (Some(u), None, None) => u
-                .strip_prefix("tcp://")
-                .unwrap_or(u)
-                .trim_end_matches('/')
-                .to_string(),
-            (None, host, Some(port)) => {
-                let h = host.as_deref().unwrap_or("127.0.0.1");
-                if h.contains(':') && !h.starts_with('[') {
-                    format!("[{h}]:{port}")
-                } else {
-                    format!("{h}:{port}")
-                }
-            }
-            (None, _, None) => {
-                return Err(invalid(
-                    format!("{field}.url"),
-                    "missing: give url = \"127.0.0.1:4242\" (or host and port)",
-                ))
-            }
-            (Some(_), _, _) => {
-                return Err(invalid(
-                    format!("{field}.url"),
-                    "give either url or host and port, not both",
-                ))
-            }
-        };
-        let addr = text
-            .to_socket_addrs()
-            .map_err(|e| {
-                invalid(
-                    format!("{field}.url"),
-                    format!("{text:?} is not a host:port address ({e})"),
-                )
-            })?
-            .next()
-            .ok_or_else(|| {
-                invalid(
-                    format!("{field}.url"),
-                    format!("{text:?} resolves to no address"),
-                )
-            })?;
+        let addr = listen_addr(&self.url, &self.host, self.port, &["tcp://"], field)?;
         Ok(TcpServerConfig {
             name: self.name.unwrap_or_else(|| format!("tcp_server_{index}")),
             addr,
@@ -186,6 +255,73 @@ impl RawTcpServer {
             no_delay: self.socket_options.no_delay,
             codec: self.codec.into(),
             framing: framing(self.preprocessors.as_deref(), field)?,
+        })
+    }
+}
+
+impl RawWsServer {
+    pub(super) fn validate(self, field: &str, index: usize) -> Result<WsServerConfig, Error> {
+        let addr = listen_addr(
+            &self.url,
+            &self.host,
+            self.port,
+            &["ws://", "wss://"],
+            field,
+        )?;
+        let dur = |v: &Option<super::RawDuration>, default, key: &str| {
+            super::sink::duration(v, default, &format!("{field}.{key}"))
+        };
+        let handshake_timeout = dur(
+            &self.handshake_timeout,
+            Duration::from_secs(10),
+            "handshake_timeout",
+        )?;
+        let ping_interval = dur(&self.ping_interval, Duration::ZERO, "ping_interval")?;
+        let ping_timeout = dur(&self.ping_timeout, Duration::from_secs(30), "ping_timeout")?;
+        if handshake_timeout.is_zero() || ping_timeout.is_zero() {
+            return Err(invalid(
+                format!("{field}.handshake_timeout"),
+                "handshake_timeout and ping_timeout must be above 0",
+            ));
+        }
+        let max_message_size = self.max_message_size.unwrap_or(16 << 20);
+        if !(64..=(1 << 30)).contains(&max_message_size) {
+            return Err(invalid(
+                format!("{field}.max_message_size"),
+                format!("{max_message_size} is out of range: use 64 bytes to 1 GiB"),
+            ));
+        }
+        let max_connections = self.max_connections.unwrap_or(10_000);
+        if max_connections == 0 {
+            return Err(invalid(
+                format!("{field}.max_connections"),
+                "must be at least 1",
+            ));
+        }
+        if let Some(t) = &self.tls {
+            for (key, path) in [("cert", &t.cert), ("key", &t.key)] {
+                if path.as_os_str().is_empty() {
+                    return Err(invalid(format!("{field}.tls.{key}"), "must not be empty"));
+                }
+            }
+        }
+        Ok(WsServerConfig {
+            name: self.name.unwrap_or_else(|| format!("ws_server_{index}")),
+            addr,
+            tls: self.tls.map(|t| ServerTls {
+                cert: t.cert,
+                key: t.key,
+            }),
+            backlog: self.backlog.unwrap_or(128),
+            no_delay: self.socket_options.no_delay,
+            codec: self.codec.into(),
+            framing: framing(self.preprocessors.as_deref(), field)?,
+            split: self.preprocessors.is_some(),
+            handshake_timeout,
+            max_message_size,
+            ping_interval: (!ping_interval.is_zero()).then_some(ping_interval),
+            ping_timeout,
+            max_connections,
         })
     }
 }
@@ -333,6 +469,7 @@ fn single_byte(s: &str) -> Result<u8, String> {
 pub enum SourceKind {
     UnixSocketServer,
     TcpServer,
+    WsServer,
     File,
     UnixSocketClient,
 }
@@ -343,6 +480,7 @@ impl SourceKind {
         match self {
             SourceKind::UnixSocketServer => "unix_socket_server",
             SourceKind::TcpServer => "tcp_server",
+            SourceKind::WsServer => "ws_server",
             SourceKind::File => "file",
             SourceKind::UnixSocketClient => "unix_socket_client",
         }

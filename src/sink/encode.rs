@@ -84,6 +84,18 @@ pub fn envelope_prefix(
                 let _ = write!(v, ",\"port\":{}}}", a.port());
             }
         }
+        SourceKind::WsServer => {
+            // tremor's `$ws_server`: { tls, peer: { host, port } }, and the connection id.
+            v.extend_from_slice(b"\"url\":");
+            json_str(&mut v, src.path.as_bytes());
+            let tls = src.path.starts_with("wss://");
+            let _ = write!(v, ",\"conn\":{id},\"tls\":{tls}");
+            if let Some(a) = peer_addr {
+                v.extend_from_slice(b",\"peer\":{\"host\":");
+                json_str(&mut v, a.ip().to_string().as_bytes());
+                let _ = write!(v, ",\"port\":{}}}", a.port());
+            }
+        }
         SourceKind::File => {
             v.extend_from_slice(b"\"path\":");
             json_str(&mut v, src.path.as_bytes());

@@ -68,6 +68,50 @@ impl Conn {
         self.batch_is_full(ctx)
     }
 
+    /// One WebSocket message: split by the framing (`split`, a `separate` preprocessor; its
+    /// last line needs no separator) or taken whole as one event (a JSON event's raw line breaks
+    /// become spaces, as with other separators). Returns true when the batch is full.
+    pub fn feed_message(
+        &mut self,
+        ctx: &IngestCtx<'_>,
+        dec: &mut Decoder,
+        data: &[u8],
+        split: bool,
+    ) -> bool {
+        if split {
+            self.feed(ctx, dec, data);
+        } else {
+            self.bytes += data.len() as u64;
+        }
+        let flatten = if split {
+            flatten(ctx, dec)
+        } else {
+            dec.codec() == crate::codec::Codec::Json
+        };
+        let mut sink = FrameSink {
+            meta: &self.meta,
+            batch: &mut self.batch,
+            dec,
+            events: &mut self.events,
+            dead: &mut self.dead,
+            latency_field: ctx.latency_field,
+            hint: ctx
+                .channel
+                .batch_max_bytes
+                .get()
+                .min(data.len().max(4096) * 2),
+            flatten,
+        };
+        if split {
+            self.framer
+                .end_message(ctx.framing, &mut |frame| sink.frame(frame));
+        } else {
+            self.framer
+                .whole(ctx.framing, data, &mut |frame| sink.frame(frame));
+        }
+        self.batch_is_full(ctx)
+    }
+
     /// The peer is gone (EOF, error, or shutdown): flush the unterminated last line.
     pub fn finish(&mut self, ctx: &IngestCtx<'_>, dec: &mut Decoder) {
         let flatten = flatten(ctx, dec);

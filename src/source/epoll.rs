@@ -30,7 +30,7 @@ thread_local! {
     static DECODERS: RefCell<Option<Decoders>> = const { RefCell::new(None) };
 }
 
-fn with_decoder<R>(codec: Codec, f: impl FnOnce(&mut Decoder) -> R) -> R {
+pub(super) fn with_decoder<R>(codec: Codec, f: impl FnOnce(&mut Decoder) -> R) -> R {
     DECODERS.with(|d| {
         f(d.borrow_mut()
             .get_or_insert_with(Decoders::default)
@@ -219,7 +219,7 @@ impl Stream {
 }
 
 /// Counts a connection as active for as long as its task runs.
-struct ActiveGuard<'a>(&'a Counters, &'a SourceRt, u64);
+pub(super) struct ActiveGuard<'a>(pub &'a Counters, pub &'a SourceRt, pub u64);
 
 impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
@@ -229,7 +229,7 @@ impl Drop for ActiveGuard<'_> {
 }
 
 /// Resolves once shutdown has been signalled (or the signal is gone).
-async fn stopped(mut rx: watch::Receiver<bool>) {
+pub(super) async fn stopped(mut rx: watch::Receiver<bool>) {
     while !*rx.borrow_and_update() {
         if rx.changed().await.is_err() {
             return;

@@ -15,6 +15,7 @@ pub mod running;
 pub mod tcp;
 pub mod unix;
 pub mod uring;
+pub mod ws;
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,6 +32,8 @@ pub enum Listener {
     Unix(unix::BoundSocket),
     /// One per worker (SO_REUSEPORT), and the address they are bound to.
     Tcp(Vec<std::net::TcpListener>, std::net::SocketAddr),
+    /// A `ws_server`'s listener (read by tokio tasks, not by the io_uring workers).
+    Ws(ws::Bound),
 }
 
 impl Listener {
@@ -38,7 +41,13 @@ impl Listener {
         match self {
             Listener::Unix(u) => vec![u.listener.as_raw_fd()],
             Listener::Tcp(ls, _) => ls.iter().map(|l| l.as_raw_fd()).collect(),
+            Listener::Ws(b) => vec![b.listener.as_raw_fd()],
         }
+    }
+
+    /// Read by the io_uring workers or the epoll tasks (a UNIX or TCP source)?
+    pub fn is_stream(&self) -> bool {
+        !matches!(self, Listener::Ws(_))
     }
 
     /// Duplicates of every listener (the epoll loop accepts on its own).
@@ -46,6 +55,7 @@ impl Listener {
         match self {
             Listener::Unix(u) => Ok(vec![u.listener.try_clone()?.into()]),
             Listener::Tcp(ls, _) => ls.iter().map(|l| Ok(l.try_clone()?.into())).collect(),
+            Listener::Ws(b) => Ok(vec![b.listener.try_clone()?.into()]),
         }
     }
 
@@ -61,6 +71,8 @@ impl Listener {
         match self {
             Listener::Unix(u) => format!("unix:{}", u.path.display()),
             Listener::Tcp(_, a) => format!("tcp:{a}"),
+            Listener::Ws(b) if b.tls.is_some() => format!("wss://{}", b.addr),
+            Listener::Ws(b) => format!("ws://{}", b.addr),
         }
     }
 }
@@ -113,6 +125,7 @@ impl SourceRt {
                 kind: cfg.kind(),
                 path: match &listener {
                     Some(Listener::Tcp(_, a)) => a.to_string(),
+                    Some(l @ Listener::Ws(_)) => l.describe(),
                     _ => cfg.address(),
                 },
                 codec: cfg.codec(),
@@ -205,6 +218,14 @@ impl SourceRt {
             ),
         };
         let meta = self.conn_meta(cred, peer_addr, Some((fd, worker)));
+        self.registry.add(&meta);
+        meta
+    }
+
+    /// A connection that is not a socket of ours to reply on (a WebSocket's, once upgraded):
+    /// its metadata, registered for `connections` and `close`.
+    pub fn opened(&self, peer_addr: Option<std::net::SocketAddr>) -> Arc<ConnMeta> {
+        let meta = self.conn_meta(None, peer_addr, None);
         self.registry.add(&meta);
         meta
     }

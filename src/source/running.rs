@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::balance::Balance;
-use super::{epoll, file, tcp, unix, uring, Common, Listener, Shutdown, SourceRt, SourceTable};
+use super::{epoll, file, tcp, unix, uring, ws, Common, Listener, Shutdown, SourceRt, SourceTable};
 use crate::channel::{LaneGauge, Receiver, Sender};
 use crate::config::{ChannelConfig, SourceConfig};
 use crate::sink::reply::ReplyHub;
@@ -27,6 +27,8 @@ pub enum Error {
     Tcp(#[from] tcp::Error),
     #[error(transparent)]
     File(#[from] file::Error),
+    #[error(transparent)]
+    Ws(#[from] ws::Error),
 }
 
 /// A source's socket bound, or its file opened: what [`Running::start`] takes.
@@ -44,6 +46,7 @@ pub fn bind(cfg: &SourceConfig, workers: usize, index: usize) -> Result<Bound, E
             let (ls, addr) = tcp::bind(t, workers)?;
             Bound::Listener(Listener::Tcp(ls, addr))
         }
+        SourceConfig::WsServer(w) => Bound::Listener(Listener::Ws(ws::bind(w)?)),
         SourceConfig::File(f) => Bound::File(file::open(f)?),
     })
 }
@@ -53,13 +56,15 @@ pub enum ReadLoop {
     /// The io_uring workers; they share this balance (set once they are started).
     Uring(OnceLock<Arc<Balance>>),
     /// Tokio tasks: one per listener of each source.
-    Epoll(epoll::Shared),
+    Epoll,
 }
 
 /// Every running source, and what it takes to start one more.
 pub struct Running {
     pub table: Arc<SourceTable>,
     pub read_loop: ReadLoop,
+    /// What the tokio tasks share (epoll sources, and WebSocket sources in either mode).
+    tasks: epoll::Shared,
     /// Each lane's depth, for `stats`; lanes added here are added to it.
     pub gauge: Arc<LaneGauge>,
     workers: usize,
@@ -94,6 +99,7 @@ struct FileThread {
 /// What [`Running::new`] needs from the gateway.
 pub struct Parts {
     pub read_loop: ReadLoop,
+    pub tasks: epoll::Shared,
     pub workers: usize,
     pub runtime: tokio::runtime::Handle,
     pub common: Common,
@@ -116,6 +122,7 @@ impl Running {
         Running {
             table: Arc::default(),
             read_loop: p.read_loop,
+            tasks: p.tasks,
             gauge: Arc::new(p.template.gauge()),
             workers: p.workers,
             runtime: p.runtime,
@@ -184,12 +191,24 @@ impl Running {
             });
             return rt;
         }
+        if rt.listener().is_some_and(|l| !l.is_stream()) {
+            let (src, shared, fatal) = (Arc::clone(&rt), self.tasks.clone(), self.fatal.clone());
+            self.epoll_tasks
+                .lock()
+                .unwrap()
+                .push(self.runtime.spawn(async move {
+                    if let Err(e) = ws::run(src, shared).await {
+                        let _ = fatal.send(format!("ws_server: {e}"));
+                    }
+                }));
+            return rt;
+        }
         match &self.read_loop {
             ReadLoop::Uring(balance) => match balance.get() {
                 Some(b) => b.wake_all(),
                 None => self.start_workers(balance),
             },
-            ReadLoop::Epoll(shared) => self.spawn_epoll(&rt, shared),
+            ReadLoop::Epoll => self.spawn_epoll(&rt, &self.tasks),
         }
         rt
     }

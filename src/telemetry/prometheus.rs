@@ -89,6 +89,8 @@ impl Snapshot {
             ("ringway_connect_failures", "Client sink connection attempts that failed.", g(&c.connect_failures), true),
             ("ringway_events_resent", "Events written again after a connection broke.", g(&c.resent), true),
             ("ringway_circuits_open", "Client sinks whose circuit is open now.", g(&c.circuits_open), false),
+            ("ringway_ws_handshake_failures", "ws_server connections whose TLS handshake or upgrade failed or timed out.", g(&c.ws_handshake_failures), true),
+            ("ringway_ws_messages_too_big", "ws_server connections closed for a message over max_message_size.", g(&c.ws_messages_too_big), true),
         ];
         let per_source = |f: &dyn Fn(&SourceView<'_>) -> Option<i64>| {
             v.sources

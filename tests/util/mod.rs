@@ -593,8 +593,8 @@ pub fn listening_path(stderr: &str) -> Option<PathBuf> {
     })
 }
 
-/// The address of every `listening on unix:<path>` and `listening on tcp:<host>:<port>` line,
-/// in order.
+/// The address of every `listening on unix:<path>`, `tcp:<host>:<port>` and
+/// `ws[s]://<host>:<port>` line, in order.
 pub fn listening_targets(stderr: &str) -> Vec<Target> {
     stderr
         .lines()
@@ -605,6 +605,12 @@ pub fn listening_targets(stderr: &str) -> Vec<Target> {
             let word = word.trim_end_matches(['"', '\'', ',', ')', '`']);
             if let Some(path) = word.strip_prefix("unix:") {
                 Some(Target::Unix(PathBuf::from(path)))
+            } else if let Some(ws) = word
+                .strip_prefix("ws://")
+                .or_else(|| word.strip_prefix("wss://"))
+            {
+                // (A WebSocket source: ready once its TCP listener accepts.)
+                ws.parse().ok().map(Target::Tcp)
             } else {
                 word.strip_prefix("tcp:")?.parse().ok().map(Target::Tcp)
             }
@@ -754,4 +760,26 @@ pub fn ctl_at(socket: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The URL of every `listening on ws://…` or `wss://…` line, in order.
+pub fn ws_urls(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter_map(|line| {
+            let rest = &line[line.find("listening on ")? + "listening on ".len()..];
+            let word = rest.split_whitespace().next()?;
+            (word.starts_with("ws://") || word.starts_with("wss://")).then(|| word.to_string())
+        })
+        .collect()
+}
+
+/// The maximum of `/proc/sys/net/ipv4/<name>` ("min default max"), in bytes.
+pub fn tcp_mem_max(name: &str) -> u64 {
+    let path = format!("/proc/sys/net/ipv4/{name}");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    text.split_whitespace()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{path}: {text:?} is not \"min default max\""))
 }

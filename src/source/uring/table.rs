@@ -52,9 +52,9 @@ impl Worker {
             return;
         }
         self.table_version = v;
-        // (File sources are in the table too; their own threads read them.)
+        // (File and WebSocket sources are in the table too; others read them.)
         for rt in self.args.sources.snapshot().into_iter().flatten() {
-            if rt.listener().is_none() {
+            if !rt.listener().is_some_and(|l| l.is_stream()) {
                 continue;
             }
             self.hold(&rt);
