@@ -478,3 +478,31 @@ when_full = "block"
     let s = gw.stop();
     assert_eq!((s.events_in, s.events_out, s.dropped), (count, count, 0));
 }
+
+/// A `reply` sink sends each event back to the WebSocket connection it came from, one message
+/// per event; four clients each get exactly their own events back, in order.
+#[test]
+fn replies_go_back_to_each_client() {
+    let (mut gw, url) = start("", "\n[[sinks]]\ntype = \"reply\"\ninputs = [\"ws\"]\n");
+    let clients: Vec<Client> = (0..4)
+        .map(|c| ws(&url, &["echo", "--conn", &c.to_string(), "--count", "2000"]))
+        .collect();
+    for c in clients {
+        let r = c.finish();
+        assert_eq!(
+            (r["sent"].as_u64(), r["replies"].as_u64()),
+            (Some(2000), Some(2000)),
+            "{r}"
+        );
+        assert_eq!(r["same"], true, "{r}");
+    }
+    // A client that sends and vanishes: its replies are counted as dropped, nothing else.
+    assert_eq!(
+        ws_result(&url, &["send", "--conn", "7", "--count", "50"])["sent"],
+        50
+    );
+    let s = gw.stop();
+    assert_eq!(s.events_in, 8050);
+    assert_eq!(count_lines(&gw.path("out.ndjson")), 8050);
+    assert!(exit_detail(&gw.stderr(), "replies_dropped") <= 50);
+}

@@ -101,7 +101,9 @@ impl SourceConfig {
     pub fn can_reply(&self) -> bool {
         matches!(
             self,
-            SourceConfig::UnixSocketServer(_) | SourceConfig::TcpServer(_)
+            SourceConfig::UnixSocketServer(_)
+                | SourceConfig::TcpServer(_)
+                | SourceConfig::WsServer(_)
         )
     }
 }

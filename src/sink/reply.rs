@@ -212,6 +212,39 @@ impl ReplyHub {
                 return None;
             }
         };
+        let q = self.queue(id, room_hook);
+        let exit = Exit {
+            q: Arc::clone(&q),
+            counters: Arc::clone(&self.counters),
+            live: Arc::clone(&self.live),
+            conns: Arc::clone(&self.conns),
+        };
+        self.rt
+            .spawn(writer(exit, dup, tcp, self.cfg.write_timeout));
+        Some(ReplyHandle(q))
+    }
+
+    /// Give connection `id` a reply queue that its own task writes (a WebSocket connection:
+    /// one message per event), through the returned [`Outbox`].
+    pub fn outbox(&self, id: u64) -> (ReplyHandle, Outbox) {
+        let q = self.queue(id, None);
+        let exit = Exit {
+            q: Arc::clone(&q),
+            counters: Arc::clone(&self.counters),
+            live: Arc::clone(&self.live),
+            conns: Arc::clone(&self.conns),
+        };
+        (
+            ReplyHandle(q),
+            Outbox {
+                exit,
+                written: 0,
+                write_timeout: self.cfg.write_timeout,
+            },
+        )
+    }
+
+    fn queue(&self, id: u64, room_hook: Option<RoomHook>) -> Arc<Queue> {
         let q = Arc::new(Queue {
             id,
             state: Mutex::new(State::default()),
@@ -223,15 +256,7 @@ impl ReplyHub {
         });
         *self.live.0.lock().unwrap() += 1;
         self.conns.lock().unwrap().insert(id, Arc::downgrade(&q));
-        let exit = Exit {
-            q: Arc::clone(&q),
-            counters: Arc::clone(&self.counters),
-            live: Arc::clone(&self.live),
-            conns: Arc::clone(&self.conns),
-        };
-        self.rt
-            .spawn(writer(exit, dup, tcp, self.cfg.write_timeout));
-        Some(ReplyHandle(q))
+        q
     }
 
     /// Wait until every writer has finished, or `deadline`. True if all did; otherwise what
@@ -281,6 +306,58 @@ impl Drop for Exit {
         let (m, c) = &*self.live;
         *m.lock().unwrap() -= 1;
         c.notify_all();
+    }
+}
+
+/// A reply queue written by its connection's own task, one event at a time (WebSocket).
+/// Dropping it ends the queue: what is left is counted as dropped.
+pub struct Outbox {
+    exit: Exit,
+    /// Bytes of the queue written (or given up) so far.
+    written: u64,
+    /// A reply the peer does not take within this closes the connection.
+    pub write_timeout: Duration,
+}
+
+impl Outbox {
+    /// Wait for queued replies and take them into `buf` (replacing what it held), with where
+    /// each event ends in it (after its separator) in `ends`. False when there will be no more
+    /// (sealed and empty, or dead).
+    pub async fn next(&mut self, buf: &mut Vec<u8>, ends: &mut Vec<usize>) -> bool {
+        let q = &self.exit.q;
+        loop {
+            let notified = q.wake.notified();
+            {
+                let mut st = q.state.lock().unwrap();
+                if st.dead || (st.buf.is_empty() && st.sealed) {
+                    return false;
+                }
+                if !st.buf.is_empty() {
+                    buf.clear();
+                    std::mem::swap(buf, &mut st.buf);
+                    ends.clear();
+                    let base = self.written;
+                    ends.extend(st.ends.iter().map(|&e| (e - base) as usize));
+                    return true;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// `n` more bytes of the last chunk are out (or dropped with the connection).
+    pub fn wrote(&mut self, n: usize) {
+        self.written += n as u64;
+        self.exit.q.wrote(n, self.written);
+    }
+
+    /// The peer took nothing for `write_timeout`: counted, and the queue is dead.
+    pub fn timed_out(&self) {
+        Counters::add(&self.exit.counters.reply_timeouts, 1);
+        tracing::warn!(
+            conn = self.exit.q.id,
+            "the peer took no replies within write_timeout; closing its connection"
+        );
     }
 }
 

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use crate::channel::{ConnMeta, Sender, SourceMeta};
 use crate::config::{SourceConfig, SourceKind};
 use crate::control::Registry;
-use crate::sink::reply::{ReplyHub, RoomHook};
+use crate::sink::reply::{Outbox, ReplyHub, RoomHook};
 
 /// A source's listening sockets, kept open by the gateway until every worker has stopped.
 pub enum Listener {
@@ -222,12 +222,21 @@ impl SourceRt {
         meta
     }
 
-    /// A connection that is not a socket of ours to reply on (a WebSocket's, once upgraded):
-    /// its metadata, registered for `connections` and `close`.
-    pub fn opened(&self, peer_addr: Option<std::net::SocketAddr>) -> Arc<ConnMeta> {
-        let meta = self.conn_meta(None, peer_addr, None);
+    /// An upgraded WebSocket connection: its metadata, registered for `connections` and
+    /// `close`, and, when a reply sink takes this source, the outbox its task writes replies
+    /// from (one message per event).
+    pub fn opened_ws(
+        &self,
+        peer_addr: Option<std::net::SocketAddr>,
+    ) -> (Arc<ConnMeta>, Option<Outbox>) {
+        let mut outbox = None;
+        let meta = self.build_meta(None, peer_addr, None, |id| {
+            let (handle, out) = self.reply.as_ref()?.outbox(id);
+            outbox = Some(out);
+            Some(handle)
+        });
         self.registry.add(&meta);
-        meta
+        (meta, outbox)
     }
 
     /// A connection of this source is closed (its last batch is taken).
@@ -247,20 +256,32 @@ impl SourceRt {
         peer_addr: Option<std::net::SocketAddr>,
         fd: Option<(BorrowedFd<'_>, Option<(usize, &RoomHook)>)>,
     ) -> Arc<ConnMeta> {
+        let worker = fd.and_then(|(_, w)| w);
+        self.build_meta(cred, peer_addr, worker.map(|(w, _)| w), |id| {
+            match (&self.reply, fd) {
+                (Some(hub), Some((fd, _))) => hub.attach(
+                    fd,
+                    id,
+                    self.meta.kind == SourceKind::TcpServer,
+                    worker.map(|(_, hook)| Arc::clone(hook)),
+                ),
+                _ => None,
+            }
+        })
+    }
+
+    fn build_meta(
+        &self,
+        cred: Option<(i32, u32, u32)>,
+        peer_addr: Option<std::net::SocketAddr>,
+        worker: Option<usize>,
+        reply: impl FnOnce(u64) -> Option<crate::sink::reply::ReplyHandle>,
+    ) -> Arc<ConnMeta> {
         let id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let cred = cred.unwrap_or((0, u32::MAX, u32::MAX));
         let envelope_prefix = crate::sink::encode::envelope_prefix(&self.meta, id, cred, peer_addr)
             .into_boxed_slice();
-        let worker = fd.and_then(|(_, w)| w);
-        let reply = match (&self.reply, fd) {
-            (Some(hub), Some((fd, _))) => hub.attach(
-                fd,
-                id,
-                self.meta.kind == SourceKind::TcpServer,
-                worker.map(|(_, hook)| Arc::clone(hook)),
-            ),
-            _ => None,
-        };
+        let reply = reply(id);
         let c = &self.meta.counters;
         c.connections_accepted.fetch_add(1, Ordering::Relaxed);
         c.connections_active.fetch_add(1, Ordering::Relaxed);
@@ -275,7 +296,7 @@ impl SourceRt {
             reply,
             opened: Instant::now(),
             counters: Default::default(),
-            worker: worker.map(|(w, _)| w),
+            worker,
             close: Default::default(),
         })
     }

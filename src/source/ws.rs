@@ -16,7 +16,10 @@
 //! ping_timeout` is closed. At shutdown, or when the source is removed or the control socket
 //! closes the connection, the client is sent a close frame (1001) and read until it answers
 //! (or the shutdown deadline), so what it sent before is delivered.
-//! What it does not do: write to clients (replies over WebSocket are not built yet).
+//! With a `reply` sink that takes the source, each connection's task also writes its replies,
+//! one message per event (text when it is UTF-8, else binary), from a bounded queue
+//! ([`Outbox`]); while that queue is over `queue_bytes` the connection is not read.
+//! What it does not do: the client side (`ws_client`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -38,6 +41,7 @@ use super::conn::{Conn, IngestCtx};
 use super::epoll::{stopped, with_decoder, ActiveGuard, Shared};
 use super::{tcp, Listener, SourceRt};
 use crate::config::{SourceConfig, TcpServerConfig, WsServerConfig};
+use crate::sink::reply::Outbox;
 use crate::telemetry::{Counters, RateLimit};
 
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -242,21 +246,105 @@ enum Step {
     /// Go on; true when the batch is full.
     Go(bool),
     End,
+    /// The client's close frame: tungstenite has queued the answer, which must be flushed.
+    Closed,
     /// A message over `max_message_size`: close with 1009 and this reason.
     TooBig(String),
 }
 
-/// Read the messages of an upgraded connection until it ends.
+/// A connection's replies (with a `reply` sink that takes this source), written by its task.
+struct Replies {
+    outbox: Option<Outbox>,
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Replies {
+    /// Wait for replies (never, without an outbox or once it is done).
+    async fn next(&mut self) -> bool {
+        match &mut self.outbox {
+            Some(o) => o.next(&mut self.buf, &mut self.ends).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Send what [`Replies::next`] took, one message per event (text when it is UTF-8), within
+    /// `write_timeout`. False when the connection cannot take them (it is then to be closed;
+    /// what was not sent is counted as dropped).
+    async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        ws: &mut WebSocketStream<S>,
+    ) -> bool {
+        let Some(outbox) = &mut self.outbox else {
+            return true;
+        };
+        let (buf, ends) = (&self.buf, &self.ends);
+        let all = async {
+            let mut start = 0;
+            for &end in ends {
+                let mut e = &buf[start..end];
+                while let [rest @ .., b'\n' | b'\r'] = e {
+                    e = rest;
+                }
+                let m = match std::str::from_utf8(e) {
+                    Ok(t) => Message::text(t),
+                    Err(_) => Message::binary(e.to_vec()),
+                };
+                ws.feed(m).await?;
+                start = end;
+            }
+            ws.flush().await
+        };
+        match tokio::time::timeout(outbox.write_timeout, all).await {
+            Ok(Ok(())) => {
+                outbox.wrote(buf.len());
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "replies cannot be sent: the WebSocket is gone");
+                self.outbox = None;
+                false
+            }
+            Err(_) => {
+                outbox.timed_out();
+                self.outbox = None;
+                false
+            }
+        }
+    }
+}
+
+/// Serve an upgraded connection: read it, and write its replies, until it ends. Replies are
+/// written while the connection is open: those still to come when it closes (or when we close
+/// it) are counted in `replies_dropped`.
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut ws: WebSocketStream<S>,
     src: &Arc<SourceRt>,
     peer: SocketAddr,
     shared: &Shared,
 ) {
-    let cfg = config_of(src);
-    let meta = src.opened(Some(peer));
+    let (meta, outbox) = src.opened_ws(Some(peer));
+    let mut replies = Replies {
+        outbox,
+        buf: Vec::new(),
+        ends: Vec::new(),
+    };
     shared.counters.connection_opened();
     let _active = ActiveGuard(&shared.counters, src, meta.id);
+    read(&mut ws, src, meta, shared, &mut replies).await;
+    drop(replies);
+    let _ = ws.close(None).await;
+}
+
+/// The reading side of [`serve`] (replies are sent in between).
+async fn read<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    src: &Arc<SourceRt>,
+    meta: Arc<crate::channel::ConnMeta>,
+    shared: &Shared,
+    replies: &mut Replies,
+) {
+    let cfg = config_of(src);
     let mut conn = Conn::new(Arc::clone(&meta));
     let ctx = IngestCtx {
         framing: src.cfg.framing(),
@@ -264,8 +352,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         counters: &shared.counters,
         latency_field: src.meta.latency_field.as_deref(),
     };
-    let split = cfg.split;
-    let codec = cfg.codec;
+    let (split, codec) = (cfg.split, cfg.codec);
     // Ends reading: shutdown, the source's removal, or `close` from the control socket.
     let ending = async {
         tokio::select! {
@@ -289,6 +376,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 .deadline()
                 .unwrap_or_else(|| Instant::now() + CLOSE_GRACE)
         });
+        // A reply queue over its bound: read no more until the client takes its replies.
+        let backlogged = conn.meta.reply_backlogged();
         let next = tokio::select! {
             biased;
             why = &mut ending, if closing_since.is_none() => {
@@ -314,7 +403,13 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 continue;
             }
-            m = ws.next() => m,
+            more = replies.next() => {
+                if more && !replies.send(ws).await {
+                    break;
+                }
+                continue;
+            }
+            m = ws.next(), if !backlogged => m,
         };
         let mut step = with_decoder(codec, |dec| on_message(&mut conn, &ctx, dec, split, next));
         // Take in what is already buffered, up to the batch's bounds, before sending.
@@ -329,11 +424,14 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         heard = Instant::now();
         if let Some(b) = conn.take_batch(&shared.counters) {
             if src.sender.send(b).await.is_err() {
-                return;
+                break;
             }
         }
         match step {
             Step::Go(_) => {}
+            Step::Closed => {
+                let _ = ws.flush().await;
+            }
             Step::End => break,
             Step::TooBig(why) => {
                 let reason = format!("{why} (max_message_size)");
@@ -349,7 +447,6 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     if let Some(b) = conn.take_batch(&shared.counters) {
         let _ = src.sender.send(b).await;
     }
-    let _ = ws.close(None).await;
 }
 
 fn on_message(
@@ -363,8 +460,8 @@ fn on_message(
         Some(Ok(Message::Text(t))) => Step::Go(conn.feed_message(ctx, dec, t.as_bytes(), split)),
         Some(Ok(Message::Binary(b))) => Step::Go(conn.feed_message(ctx, dec, &b, split)),
         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Step::Go(false),
-        // Tungstenite answers the close; the stream then ends.
-        Some(Ok(Message::Close(_))) => Step::Go(false),
+        // Tungstenite answers the close (once flushed); the stream then ends.
+        Some(Ok(Message::Close(_))) => Step::Closed,
         Some(Err(tungstenite::Error::Capacity(e))) => {
             Counters::add(&ctx.counters.ws_messages_too_big, 1);
             tracing::debug!(conn = conn.meta.id, "{e}: closing with 1009");

@@ -13,6 +13,10 @@ Usage:
       prints {"close_code": c, "close_reason": r}.
   ws_client.py URL raw TEXT [--binary] [--cafile F]
       Sends TEXT as one message (\\n escapes allowed), then closes normally. Prints {"sent": 1}.
+  ws_client.py URL echo --conn C --count N [--cafile F]
+      Sends events 0..N of connection C one per message while a thread reads the replies;
+      prints {"sent": n, "replies": m, "same": true} once N replies came (or 30 s passed;
+      same: the replies equal the events sent, in order).
   ws_client.py URL hold --seconds T [--cafile F]
       Connects and holds the connection open; prints {"connected": true, "close_code": c}
       (c: null if it was still open after T seconds).
@@ -46,7 +50,7 @@ def opts(args):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("url")
-    p.add_argument("mode", choices=["send", "message", "raw", "hold"])
+    p.add_argument("mode", choices=["send", "message", "raw", "hold", "echo"])
     p.add_argument("text", nargs="?")
     p.add_argument("--conn", type=int, default=0)
     p.add_argument("--count", type=int, default=0)
@@ -104,6 +108,25 @@ def main():
             ws.send(text if args.binary else text.decode())
             ws.close()
             print(json.dumps({"sent": 1}), flush=True)
+        elif args.mode == "echo":
+            import threading
+            got = []
+
+            def reader():
+                try:
+                    while len(got) < args.count:
+                        got.append(ws.recv(timeout=30))
+                except Exception:  # noqa: BLE001 - counted below
+                    pass
+
+            t = threading.Thread(target=reader)
+            t.start()
+            sent = [event(args.conn, i, 60, 140).rstrip(b"\n").decode() for i in range(args.count)]
+            for e in sent:
+                ws.send(e)
+            t.join()
+            print(json.dumps({"sent": len(sent), "replies": len(got), "same": got == sent}),
+                  flush=True)
         elif args.mode == "hold":
             print(json.dumps({"connected": True}), flush=True)
             code = None
