@@ -415,7 +415,7 @@ fn resolve_inputs(
                 "only one reply sink: each event goes back to its connection once",
             ));
         }
-        if matches!(sink.kind, SinkKind::UnixSocketClient(_)) {
+        if matches!(sink.kind, SinkKind::Client(_)) {
             if sources.iter().any(|s| s.name() == sink.name) {
                 return Err(invalid(
                     format!("sinks[{i}].name"),
@@ -446,7 +446,7 @@ fn resolve_inputs(
             None => (0..streams.len())
                 .filter(|&k| !own(k) && (!is_reply || replyable(k)))
                 .filter(|&k| {
-                    !matches!(sink.kind, SinkKind::UnixSocketClient(_))
+                    !matches!(sink.kind, SinkKind::Client(_))
                         || matches!(streams[k].origin, StreamOrigin::Source(_))
                 })
                 .collect(),

@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::channel::{self, SourceMeta};
-use crate::config::{Config, IoMode, SinkKind, SourceKind, StreamOrigin};
+use crate::config::{ClientTarget, Config, IoMode, SinkKind, SourceKind, StreamOrigin};
 use crate::control::commands::{Control, SetLogLevel, SinkView};
 use crate::control::{server, Registry};
 use crate::sink::{self, client, reply::ReplyHub};
@@ -191,23 +191,30 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
         let StreamOrigin::Replies(i) = stream.origin else {
             continue;
         };
-        let SinkKind::UnixSocketClient(u) = &cfg.sinks[i].kind else {
+        let SinkKind::Client(u) = &cfg.sinks[i].kind else {
             continue;
         };
         let replies = Arc::new(SourceMeta {
             name: stream.name.clone(),
-            kind: SourceKind::UnixSocketClient,
-            path: u.path.to_string_lossy().into_owned(),
+            kind: match u.target {
+                ClientTarget::Unix(_) => SourceKind::UnixSocketClient,
+                ClientTarget::Ws(_) => SourceKind::WsClient,
+            },
+            path: u.target.describe(),
             codec: cfg.sinks[i].format.codec,
             latency_field: latency_field.clone(),
             stream: k,
             counters: Default::default(),
             pause: Default::default(),
         });
-        stream_metas[k] = Some((Arc::clone(&replies), format!("unix:{}", u.path.display())));
+        let at = match &u.target {
+            ClientTarget::Unix(p) => format!("unix:{}", p.display()),
+            ClientTarget::Ws(w) => w.url.clone(),
+        };
+        stream_metas[k] = Some((Arc::clone(&replies), at));
         sink_threads.push(client::start(client::Args {
             name: cfg.sinks[i].name.clone(),
-            cfg: u.clone(),
+            cfg: (**u).clone(),
             spool: Arc::clone(spools[i].as_ref().expect("a client sink has a spool")),
             counters: Arc::clone(&counters),
             shutdown: Arc::clone(&shutdown),

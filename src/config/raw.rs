@@ -242,6 +242,7 @@ pub enum RawSink {
     Stdout(RawStdoutSink),
     Null(RawNullSink),
     UnixSocketClient(RawUnixClient),
+    WsClient(RawWsClient),
     Reply(RawReplySink),
     /// Only for `[dead_letter]`: a rate-limited `warn!` line per record.
     Log(RawNoOptions),
@@ -305,6 +306,47 @@ pub struct RawUnixClient {
     pub metadata: MetadataMode,
 }
 
+/// `type = "ws_client"`: tremor's options (`url`, `tls`, `no_delay`, `reconnect`), plus the
+/// client sinks' spool and a `binary` switch.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWsClient {
+    pub name: Option<String>,
+    pub inputs: Option<Vec<String>>,
+    pub url: String,
+    pub tls: Option<RawClientTls>,
+    #[serde(default = "yes")]
+    pub no_delay: bool,
+    #[serde(default)]
+    pub binary: bool,
+    #[serde(default)]
+    pub reconnect: RawReconnect,
+    pub spool_bytes: Option<usize>,
+    #[serde(default)]
+    pub codec: RawCodec,
+    pub postprocessors: Option<Vec<String>>,
+    pub preprocessors: Option<Vec<RawProcessor>>,
+    #[serde(default)]
+    pub metadata: MetadataMode,
+}
+
+/// `tls = true`, or `tls = { cafile, domain, cert, key }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawClientTls {
+    On(bool),
+    With(RawClientTlsOptions),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientTlsOptions {
+    pub cafile: Option<PathBuf>,
+    pub domain: Option<String>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawReconnect {
@@ -346,11 +388,12 @@ impl<'de> Deserialize<'de> for RawSink {
             "stdout" => Ok(RawSink::Stdout(inner(table)?)),
             "null" => Ok(RawSink::Null(inner(table)?)),
             "unix_socket_client" => Ok(RawSink::UnixSocketClient(inner(table)?)),
+            "ws_client" => Ok(RawSink::WsClient(inner(table)?)),
             "reply" => Ok(RawSink::Reply(inner(table)?)),
             "log" => Ok(RawSink::Log(inner(table)?)),
             other => Err(field_error(
                 "type",
-                format!("unknown sink type {other:?}, expected \"file\", \"stdout\", \"null\", \"unix_socket_client\" or \"reply\" (or \"log\" for [dead_letter])"),
+                format!("unknown sink type {other:?}, expected \"file\", \"stdout\", \"null\", \"unix_socket_client\", \"ws_client\" or \"reply\" (or \"log\" for [dead_letter])"),
             )),
         }
     }

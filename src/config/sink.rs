@@ -22,11 +22,15 @@ pub struct SinkConfig {
 
 #[derive(Debug, Clone)]
 pub enum SinkKind {
-    File { path: PathBuf, mode: FileMode },
+    File {
+        path: PathBuf,
+        mode: FileMode,
+    },
     Stdout,
     Null,
     Log,
-    UnixSocketClient(UnixClientConfig),
+    /// `unix_socket_client` or `ws_client` (by its target).
+    Client(Box<ClientConfig>),
     Reply(ReplyConfig),
 }
 
@@ -37,7 +41,10 @@ impl SinkKind {
             SinkKind::Stdout => "stdout",
             SinkKind::Null => "null",
             SinkKind::Log => "log",
-            SinkKind::UnixSocketClient(_) => "unix_socket_client",
+            SinkKind::Client(c) => match c.target {
+                ClientTarget::Unix(_) => "unix_socket_client",
+                ClientTarget::Ws(_) => "ws_client",
+            },
             SinkKind::Reply(_) => "reply",
         }
     }
@@ -65,13 +72,62 @@ impl Default for Format {
 /// `unix_socket_client`: where it connects, how it retries, how much it holds during an outage,
 /// and how what the peer sends back is framed and decoded.
 #[derive(Debug, Clone)]
-pub struct UnixClientConfig {
-    pub path: PathBuf,
+pub struct ClientConfig {
+    pub target: ClientTarget,
     pub buf_size: NonZeroUsize,
     pub retry: Retry,
     /// Encoded bytes held while the peer is away; past this the sources feel backpressure.
     pub spool_bytes: NonZeroUsize,
     pub framing: FramingConfig,
+}
+
+/// Where a client sink connects.
+#[derive(Debug, Clone)]
+pub enum ClientTarget {
+    /// `unix_socket_client`: a UNIX socket path.
+    Unix(PathBuf),
+    /// `ws_client`: a WebSocket URL.
+    Ws(WsClientTarget),
+}
+
+impl ClientTarget {
+    /// The path or URL, for logs and metadata.
+    pub fn describe(&self) -> String {
+        match self {
+            ClientTarget::Unix(p) => p.display().to_string(),
+            ClientTarget::Ws(w) => w.url.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WsClientTarget {
+    /// `ws://host:port/path` or `wss://…`, as configured.
+    pub url: String,
+    /// Host and port to connect to (from the URL).
+    pub host: String,
+    pub port: u16,
+    /// `wss://` (or `tls` given): the TLS settings.
+    pub tls: Option<ClientTls>,
+    pub no_delay: bool,
+    /// Send events as binary messages (else text).
+    pub binary: bool,
+    /// The peer's messages are split into lines by `preprocessors = ["separate"]`; else each
+    /// is one event.
+    pub split: bool,
+}
+
+/// `tls = true` (the system's roots is not used: give `cafile`), or `{ cafile, domain, cert,
+/// key }`.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    /// PEM file of the CA(s) to trust.
+    pub cafile: Option<PathBuf>,
+    /// The name the server's certificate must carry (default: the URL's host).
+    pub domain: Option<String>,
+    /// A client certificate and key (PEM), for servers that ask for one.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 /// `reconnect.retry`: attempt n (from 0) waits `interval · growth_rateⁿ`, at most
@@ -144,6 +200,86 @@ pub(super) fn duration(
         Some(RawDuration::Secs(n)) => Ok(Duration::from_secs(*n)),
         Some(RawDuration::Text(s)) => parse_duration(s).map_err(|m| invalid(field, m)),
     }
+}
+
+/// A `ws_client`'s URL and TLS settings.
+fn ws_target(c: &super::RawWsClient, field: &str) -> Result<WsClientTarget, Error> {
+    let bad = |m: String| invalid(format!("{field}.url"), m);
+    let (secure, rest) = if let Some(r) = c.url.strip_prefix("wss://") {
+        (true, r)
+    } else if let Some(r) = c.url.strip_prefix("ws://") {
+        (false, r)
+    } else {
+        return Err(bad(format!(
+            "{:?}: use ws://host:port/path or wss://…",
+            c.url
+        )));
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            let port = p
+                .parse::<u16>()
+                .map_err(|_| bad(format!("{:?}: {p:?} is not a port", c.url)))?;
+            (h, port)
+        }
+        _ => (authority, if secure { 443 } else { 80 }),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad(format!("{:?} names no host", c.url)));
+    }
+    let tls = match &c.tls {
+        Some(super::RawClientTls::On(false)) if secure => {
+            return Err(invalid(
+                format!("{field}.tls"),
+                "wss:// needs TLS: drop tls = false",
+            ))
+        }
+        Some(super::RawClientTls::On(false)) => None,
+        Some(super::RawClientTls::On(true)) => Some(ClientTls {
+            cafile: None,
+            domain: None,
+            cert: None,
+            key: None,
+        }),
+        Some(super::RawClientTls::With(o)) => {
+            if o.cert.is_some() != o.key.is_some() {
+                return Err(invalid(
+                    format!("{field}.tls"),
+                    "give both cert and key for a client certificate, or neither",
+                ));
+            }
+            Some(ClientTls {
+                cafile: o.cafile.clone(),
+                domain: o.domain.clone(),
+                cert: o.cert.clone(),
+                key: o.key.clone(),
+            })
+        }
+        None if secure => Some(ClientTls {
+            cafile: None,
+            domain: None,
+            cert: None,
+            key: None,
+        }),
+        None => None,
+    };
+    if tls.is_some() && !secure {
+        return Err(invalid(
+            format!("{field}.tls"),
+            "TLS is set but the url is ws://: use wss://",
+        ));
+    }
+    Ok(WsClientTarget {
+        url: c.url.clone(),
+        host: host.to_string(),
+        port,
+        tls,
+        no_delay: c.no_delay,
+        binary: c.binary,
+        split: c.preprocessors.is_some(),
+    })
 }
 
 fn retry(r: &RawRetry, field: &str) -> Result<Retry, Error> {
@@ -232,8 +368,8 @@ impl RawSink {
                         "must be between 4096 bytes and 16 GiB",
                     ));
                 }
-                let cfg = UnixClientConfig {
-                    path: c.path,
+                let cfg = ClientConfig {
+                    target: ClientTarget::Unix(c.path),
                     buf_size: NonZeroUsize::new(buf_size).unwrap(),
                     retry: retry(&c.reconnect.retry, field)?,
                     spool_bytes: NonZeroUsize::new(spool).unwrap(),
@@ -241,7 +377,35 @@ impl RawSink {
                 };
                 let fmt = format(field, c.codec, c.postprocessors, c.metadata)?;
                 (
-                    plain(SinkKind::UnixSocketClient(cfg), fmt, c.name),
+                    plain(SinkKind::Client(Box::new(cfg)), fmt, c.name),
+                    c.inputs,
+                )
+            }
+            RawSink::WsClient(c) => {
+                let spool = c.spool_bytes.unwrap_or(16 << 20);
+                if !(4096..=16 << 30).contains(&spool) {
+                    return Err(invalid(
+                        format!("{field}.spool_bytes"),
+                        "must be between 4096 bytes and 16 GiB",
+                    ));
+                }
+                let target = ws_target(&c, field)?;
+                let fmt = format(field, c.codec, c.postprocessors, c.metadata)?;
+                if fmt.separator != Some(b'\n') {
+                    return Err(invalid(
+                        format!("{field}.postprocessors"),
+                        "a ws_client sends one message per event: keep the default separator",
+                    ));
+                }
+                let cfg = ClientConfig {
+                    target: ClientTarget::Ws(target),
+                    buf_size: NonZeroUsize::new(64 * 1024).unwrap(),
+                    retry: retry(&c.reconnect.retry, field)?,
+                    spool_bytes: NonZeroUsize::new(spool).unwrap(),
+                    framing: framing(c.preprocessors.as_deref(), field)?,
+                };
+                (
+                    plain(SinkKind::Client(Box::new(cfg)), fmt, c.name),
                     c.inputs,
                 )
             }

@@ -474,6 +474,7 @@ pub enum SourceKind {
     WsServer,
     File,
     UnixSocketClient,
+    WsClient,
 }
 
 impl SourceKind {
@@ -485,6 +486,7 @@ impl SourceKind {
             SourceKind::WsServer => "ws_server",
             SourceKind::File => "file",
             SourceKind::UnixSocketClient => "unix_socket_client",
+            SourceKind::WsClient => "ws_client",
         }
     }
 }

@@ -300,7 +300,7 @@ fn diff(old: &Config, new: &Config) -> Result<Plan, Vec<String>> {
     };
     for (i, (a, b)) in old.sinks.iter().zip(&new.sinks).enumerate() {
         let inputs_changed = input_names(old, a) != input_names(new, b);
-        if inputs_changed && matches!(a.kind, SinkKind::UnixSocketClient(_)) {
+        if inputs_changed && matches!(a.kind, SinkKind::Client(_)) {
             restart.push(format!(
                 "sinks[{i}] ({}): a unix_socket_client sink's inputs cannot change live",
                 a.name

@@ -36,9 +36,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use super::ws_link::WsLink;
 use super::Delivery;
 use crate::channel::{ConnMeta, Sender, SourceMeta};
-use crate::config::{ChannelConfig, Retry, SinkConfig, SinkKind, UnixClientConfig};
+use crate::config::{ChannelConfig, ClientConfig, ClientTarget, Retry, SinkConfig, SinkKind};
 use crate::source::feeder::Feeder;
 use crate::source::Shutdown;
 use crate::telemetry::Counters;
@@ -58,7 +59,7 @@ pub struct Item {
 }
 
 impl Item {
-    fn bytes(&self) -> &[u8] {
+    pub(super) fn bytes(&self) -> &[u8] {
         self.encoded.as_deref().unwrap_or(&self.d.batch.data)
     }
 }
@@ -176,7 +177,7 @@ impl Spool {
 /// What a client's threads need.
 pub struct Args {
     pub name: String,
-    pub cfg: UnixClientConfig,
+    pub cfg: ClientConfig,
     pub spool: Arc<Spool>,
     pub counters: Arc<Counters>,
     pub shutdown: Arc<Shutdown>,
@@ -190,9 +191,7 @@ pub struct Args {
 /// The spool of sink `c` (a `unix_socket_client`), or None for other sinks.
 pub fn spool_for(c: &SinkConfig, room: &Arc<Notify>) -> Option<Arc<Spool>> {
     match &c.kind {
-        SinkKind::UnixSocketClient(u) => {
-            Some(Arc::new(Spool::new(u.spool_bytes.get(), Arc::clone(room))))
-        }
+        SinkKind::Client(u) => Some(Arc::new(Spool::new(u.spool_bytes.get(), Arc::clone(room)))),
         _ => None,
     }
 }
@@ -205,10 +204,18 @@ pub fn start(args: Args) -> JoinHandle<()> {
 }
 
 struct Conn {
-    stream: UnixStream,
-    /// None once it has ended at the peer's EOF (the peer may still read: we write on).
-    reader: Option<JoinHandle<ReadEnd>>,
+    link: Link,
     since: Instant,
+}
+
+enum Link {
+    Unix {
+        stream: UnixStream,
+        /// None once it has ended at the peer's EOF (the peer may still read: we write on).
+        reader: Option<JoinHandle<ReadEnd>>,
+    },
+    /// (Replies are read on this thread, between writes.)
+    Ws(Box<WsLink>),
 }
 
 /// How a reply reader ended.
@@ -224,10 +231,20 @@ enum ReadEnd {
 impl Conn {
     /// The reader's error, if it has ended with one. Cheap while it runs (no syscall).
     fn read_failed(&mut self) -> Option<std::io::Error> {
-        if !self.reader.as_ref()?.is_finished() {
+        let reader = match &mut self.link {
+            Link::Unix { reader, .. } => reader,
+            Link::Ws(w) => {
+                return match w.poll_replies() {
+                    Ok(true) => None,
+                    Ok(false) => Some(std::io::Error::other("the peer closed the WebSocket")),
+                    Err(e) => Some(e),
+                }
+            }
+        };
+        if !reader.as_ref()?.is_finished() {
             return None;
         }
-        match self.reader.take()?.join() {
+        match reader.take()?.join() {
             Ok(ReadEnd::Eof) => None,
             Ok(ReadEnd::Failed(e)) => Some(e),
             Err(_) => Some(std::io::Error::other("the reply reader panicked")),
@@ -236,9 +253,14 @@ impl Conn {
 
     /// Close both ways and wait for the reader.
     fn close(self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
-        if let Some(r) = self.reader {
-            let _ = r.join();
+        match self.link {
+            Link::Unix { stream, reader } => {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                if let Some(r) = reader {
+                    let _ = r.join();
+                }
+            }
+            Link::Ws(mut w) => w.end(),
         }
     }
 }
@@ -301,7 +323,12 @@ impl Client {
                 continue;
             }
             if self.outbox.is_empty() {
-                match self.a.spool.take(&mut self.outbox, WRITE_SLICE) {
+                // (Over WebSocket, replies are read between these waits: keep them short.)
+                let wait = match c.link {
+                    Link::Unix { .. } => WRITE_SLICE,
+                    Link::Ws(_) => Duration::from_millis(10),
+                };
+                match self.a.spool.take(&mut self.outbox, wait) {
                     Some(()) => {}
                     None => {
                         // Everything is written: tell the peer, then read its last replies.
@@ -315,7 +342,11 @@ impl Client {
                     continue;
                 }
             }
-            if let Err(e) = self.write(&mut c.stream) {
+            let written = match &mut c.link {
+                Link::Unix { stream, .. } => self.write(stream),
+                Link::Ws(w) => self.write_ws(w),
+            };
+            if let Err(e) = written {
                 self.broken(conn.take().unwrap(), &e.to_string());
             }
         }
@@ -373,6 +404,26 @@ impl Client {
         Ok(())
     }
 
+    /// Send the outbox over WebSocket. On failure every batch of it goes again on the next
+    /// connection (the peer may have read some of them: counted in `resent`).
+    fn write_ws(&mut self, w: &mut WsLink) -> std::io::Result<()> {
+        let shutdown = Arc::clone(&self.a.shutdown);
+        let give_up = move || shutdown.sink_give_up().is_some_and(|t| Instant::now() >= t);
+        match w.write(self.outbox.iter(), give_up) {
+            Ok(true) => {
+                // Sent: dropping them counts them delivered.
+                self.outbox.clear();
+                Ok(())
+            }
+            Ok(false) => Ok(()), // the run loop sees the give-up point
+            Err(e) => {
+                let events: usize = self.outbox.iter().map(|i| i.d.batch.events()).sum();
+                Counters::add(&self.a.counters.resent, events as u64);
+                Err(e)
+            }
+        }
+    }
+
     /// The connection is gone: the batch cut in the middle goes again, whole, on the next one.
     fn broken(&mut self, c: Conn, why: &str) {
         self.a
@@ -388,7 +439,7 @@ impl Client {
             }
             self.front_off = 0;
         }
-        tracing::warn!(sink = %self.a.name, path = %self.a.cfg.path.display(),
+        tracing::warn!(sink = %self.a.name, target = %self.a.cfg.target.describe(),
             "connection lost ({why}); reconnecting (events wait in the spool)");
         if lived >= STABLE {
             self.failures = 0;
@@ -409,16 +460,21 @@ impl Client {
             std::thread::sleep(wait);
             return None;
         }
-        match UnixStream::connect(&self.a.cfg.path) {
-            Ok(stream) => {
+        let link = match &self.a.cfg.target {
+            ClientTarget::Unix(path) => UnixStream::connect(path).and_then(|stream| {
                 let _ = stream.set_write_timeout(Some(WRITE_SLICE));
-                let reader = match stream.try_clone().and_then(|r| self.spawn_reader(r)) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        self.failed(&e);
-                        return None;
-                    }
-                };
+                let reader = self.spawn_reader(stream.try_clone()?)?;
+                Ok(Link::Unix {
+                    stream,
+                    reader: Some(reader),
+                })
+            }),
+            ClientTarget::Ws(t) => {
+                WsLink::connect(t, WRITE_SLICE, self.reply_feeder()).map(|w| Link::Ws(Box::new(w)))
+            }
+        };
+        match link {
+            Ok(link) => {
                 let status = &self.a.spool.status;
                 if self.ever_connected {
                     Counters::add(&self.a.counters.reconnects, 1);
@@ -431,12 +487,11 @@ impl Client {
                     self.a.counters.circuit_closed();
                     tracing::warn!(sink = %self.a.name, "circuit closed: the peer is back");
                 }
-                tracing::info!(sink = %self.a.name, path = %self.a.cfg.path.display(),
+                tracing::info!(sink = %self.a.name, target = %self.a.cfg.target.describe(),
                     attempt = self.failures + 1, "connected");
                 self.ever_connected = true;
                 Some(Conn {
-                    stream,
-                    reader: Some(reader),
+                    link,
                     since: Instant::now(),
                 })
             }
@@ -471,7 +526,7 @@ impl Client {
                 .circuit_open
                 .store(true, Ordering::Relaxed);
             self.a.counters.circuit_opened();
-            tracing::warn!(sink = %self.a.name, path = %self.a.cfg.path.display(),
+            tracing::warn!(sink = %self.a.name, target = %self.a.cfg.target.describe(),
                 "circuit open after {} failed attempts: events wait in the spool and the sources \
                  feel backpressure; trying again every {:?}", self.failures, retry.max_interval);
         }
@@ -480,13 +535,13 @@ impl Client {
         } else {
             jittered(retry, retry.delay(n), &mut self.rng)
         };
-        tracing::info!(sink = %self.a.name, path = %self.a.cfg.path.display(),
+        tracing::info!(sink = %self.a.name, target = %self.a.cfg.target.describe(),
             attempt = n + 1, retry_in_ms = delay.as_millis() as u64, "{why}");
         self.next_attempt = Instant::now() + delay;
     }
 
-    /// Err (thread spawn failed: out of threads or memory) is a failed connect, not a panic.
-    fn spawn_reader(&self, stream: UnixStream) -> std::io::Result<JoinHandle<ReadEnd>> {
+    /// The replies' way into the channel, for one connection (its own id and line numbers).
+    fn reply_feeder(&self) -> Feeder {
         let id = self
             .a
             .ids
@@ -511,13 +566,18 @@ impl Client {
             worker: None,
             close: Default::default(),
         });
-        let feeder = Feeder::new(
+        Feeder::new(
             meta,
             self.a.cfg.framing.clone(),
             self.a.channel.clone(),
             Arc::clone(&self.a.counters),
             self.a.sender.clone(),
-        );
+        )
+    }
+
+    /// Err (thread spawn failed: out of threads or memory) is a failed connect, not a panic.
+    fn spawn_reader(&self, stream: UnixStream) -> std::io::Result<JoinHandle<ReadEnd>> {
+        let feeder = self.reply_feeder();
         let buf_size = self.a.cfg.buf_size.get();
         std::thread::Builder::new()
             .name(format!("ringway-replies-{}", self.a.name))
@@ -530,12 +590,22 @@ impl Client {
     /// A peer that has already shut down its writing side cannot show us its close (its EOF has
     /// been read): what we wrote is in its socket, so we close at once and it reads on.
     fn finish(&mut self, c: Conn) {
-        let _ = c.stream.shutdown(std::net::Shutdown::Write);
-        while c.reader.as_ref().is_some_and(|r| !r.is_finished()) && !self.give_up_passed() {
-            // The spool is sealed, so it has nothing to wait on: sleep a slice.
-            std::thread::sleep(Duration::from_millis(10));
+        match c.link {
+            Link::Unix { stream, reader } => {
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                while reader.as_ref().is_some_and(|r| !r.is_finished()) && !self.give_up_passed() {
+                    // The spool is sealed, so it has nothing to wait on: sleep a slice.
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Conn {
+                    link: Link::Unix { stream, reader },
+                    since: c.since,
+                }
+                .close();
+            }
+            // Close (1000), and read the last replies until the peer answers.
+            Link::Ws(mut w) => w.finish(|| self.give_up_passed()),
         }
-        c.close();
     }
 }
 

@@ -100,7 +100,7 @@ pub fn envelope_prefix(
             v.extend_from_slice(b"\"path\":");
             json_str(&mut v, src.path.as_bytes());
         }
-        SourceKind::UnixSocketClient => {
+        SourceKind::UnixSocketClient | SourceKind::WsClient => {
             v.extend_from_slice(b"\"peer\":");
             json_str(&mut v, src.path.as_bytes());
             let _ = write!(v, ",\"conn\":{id}");

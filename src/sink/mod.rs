@@ -25,6 +25,7 @@ pub mod client;
 pub mod encode;
 mod output;
 pub mod reply;
+mod ws_link;
 
 use std::io::IoSlice;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -139,7 +140,7 @@ pub fn start(cfg: &Config, w: Wiring) -> Result<JoinHandle<()>, Error> {
             .iter()
             .all(|&k| encode::is_passthrough(&c.format, cfg.stream_codec(k)));
         let target = match &c.kind {
-            SinkKind::UnixSocketClient(_) => {
+            SinkKind::Client(_) => {
                 Target::Spool(Arc::clone(w.spools[i].as_ref().expect("client spool")))
             }
             SinkKind::Reply(r) => Target::Reply(r.route_field.as_ref().and_then(|f| {

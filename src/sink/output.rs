@@ -51,7 +51,7 @@ impl Output {
                 }
             }
             // These two are not written through an Output (see `client` and `reply`).
-            SinkKind::Null | SinkKind::UnixSocketClient(_) | SinkKind::Reply(_) => Output::Null,
+            SinkKind::Null | SinkKind::Client(_) | SinkKind::Reply(_) => Output::Null,
             SinkKind::Log => Output::Log {
                 limit: RateLimit::new(10),
             },

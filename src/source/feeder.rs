@@ -58,6 +58,20 @@ impl Feeder {
         true
     }
 
+    /// One whole message (WebSocket): split by the framing (`split`) or taken as one event.
+    pub fn feed_message(&mut self, data: &[u8], split: bool) -> bool {
+        let ctx = IngestCtx {
+            framing: &self.framing,
+            channel: &self.channel,
+            counters: &self.counters,
+            latency_field: self.latency_field.as_deref(),
+        };
+        if self.conn.feed_message(&ctx, &mut self.dec, data, split) {
+            return self.flush();
+        }
+        true
+    }
+
     /// Send what the open batch holds (call when a read found nothing more for now).
     pub fn flush(&mut self) -> bool {
         match self.conn.take_batch(&self.counters) {

@@ -1,0 +1,281 @@
+//! The `ws_client` sink against a real WebSocket server (Python's `websockets`): events go out
+//! one message each, in order, and what the server sends back is an event stream; the server
+//! killed and restarted loses nothing (spool and resend, retries on the configured schedule);
+//! wss with a CA made by the test, and a wrong CA or domain refused with a clear error and
+//! retried; the example echo service (`examples/ws-echo.toml`: ws_client → ws_server over wss,
+//! echoed back by the reply sink) in one gateway.
+
+mod util;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use util::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn peer(port: u16, out: &std::path::Path, extra: &[&str]) -> Client {
+    let port = port.to_string();
+    let out = out.to_string_lossy().into_owned();
+    let mut args = vec![port.as_str(), "--out", out.as_str()];
+    args.extend_from_slice(extra);
+    let c = Client::python("ws_peer.py", &args);
+    wait_until(PATIENCE, "the peer listening", || {
+        c.lines().iter().any(|l| l.contains("listening"))
+    });
+    c
+}
+
+fn config(url: &str, sink_extra: &str) -> String {
+    format!(
+        r#"
+shutdown_timeout = "10s"
+log_level = "info"
+
+[[sources]]
+name = "in"
+type = "unix_socket_server"
+path = "{{dir}}/in.sock"
+
+[[sinks]]
+name = "peer"
+type = "ws_client"
+url = "{url}"
+inputs = ["in"]
+reconnect = {{ retry = {{ interval_ms = 200, growth_rate = 2.0, max_interval_ms = 1000, jitter = 0.0 }} }}
+{sink_extra}
+
+[[sinks]]
+name = "echoes"
+type = "file"
+path = "{{dir}}/echoes.ndjson"
+inputs = ["peer"]
+"#
+    )
+}
+
+fn check_lines(lines: &[Vec<u8>], conn: u64, count: u64) {
+    let mut check = SeqChecker::new(PAD);
+    for l in lines {
+        check.push(l);
+    }
+    assert_eq!(check.counts().get(&conn).copied(), Some(count));
+}
+
+#[test]
+fn events_go_out_and_replies_come_back() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let got = dir.path().join("peer.ndjson");
+    let _peer = peer(port, &got, &["--echo"]);
+    let mut gw = Gateway::start(&config(&format!("ws://127.0.0.1:{port}/ingest"), ""));
+    let count = 20_000u64;
+    Client::produce(gw.target(), &["--conn", "1", "--count", &count.to_string()]).finish();
+    wait_until(PATIENCE, "the echoes", || {
+        count_lines(&gw.path("echoes.ndjson")) as u64 == count
+    });
+    let s = gw.stop();
+    check_lines(&read_lines(&got), 1, count);
+    check_lines(&read_lines(&gw.path("echoes.ndjson")), 1, count);
+    assert_eq!(s.events_in, 2 * count, "the events, and their echoes");
+    assert_eq!(s.events_out, 2 * count);
+}
+
+/// The server is killed mid-stream and started again 2 s later: every event arrives (some
+/// perhaps twice: at most the `resent` ones), in order after deduplication, and the connect
+/// attempts meanwhile follow the retry schedule (200, 400, 800, 1000 ms).
+#[test]
+fn server_killed_and_restarted_loses_nothing() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let got = dir.path().join("peer.ndjson");
+    let first = peer(port, &got, &["--stop-after", "3000"]);
+    let mut gw = Gateway::start(&config(&format!("ws://127.0.0.1:{port}/"), ""));
+    let count = 20_000u64;
+    let producer = Client::python(
+        "paced.py",
+        &[
+            gw.socket_str(),
+            "--conn",
+            "2",
+            "--count",
+            &count.to_string(),
+            "--rate",
+            "5000",
+        ],
+    );
+    let (status, _) = first.wait(Duration::from_secs(30));
+    assert!(status.success());
+    std::thread::sleep(Duration::from_secs(3));
+    let _second = peer(port, &got, &[]);
+    assert_eq!(producer.finish()["sent"].as_u64(), Some(count));
+    wait_until(Duration::from_secs(60), "every event at the peer", || {
+        let mut seen = std::collections::BTreeSet::new();
+        for l in read_lines(&got) {
+            let v: Value = serde_json::from_slice(&l).unwrap();
+            seen.insert(v["i"].as_u64().unwrap());
+        }
+        seen.len() as u64 == count
+    });
+    let s = gw.stop();
+    let err = gw.stderr();
+    // Duplicates only from resent batches; after them, the stream goes on in order.
+    let lines = read_lines(&got);
+    let resent = exit_detail(&err, "resent");
+    assert!(
+        lines.len() as u64 <= count + resent,
+        "{} lines for {count} events, resent={resent}",
+        lines.len()
+    );
+    let mut next = 0u64;
+    for l in &lines {
+        let i = serde_json::from_slice::<Value>(l).unwrap()["i"]
+            .as_u64()
+            .unwrap();
+        assert!(i <= next, "event {i} came before event {next}: a gap");
+        next = next.max(i + 1);
+    }
+    assert_eq!(next, count);
+    assert_eq!(s.events_in, count);
+    assert!(exit_detail(&err, "reconnects") >= 1, "{err}");
+    // The attempts while the server was down, from the log (the connection it broke, then
+    // the refused connects): the schedule of the config.
+    let delays: Vec<u64> = err
+        .lines()
+        .filter(|l| l.contains("connect failed") || l.contains("connection lost within"))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|kv| kv.strip_prefix("retry_in_ms="))
+                .and_then(|v| v.parse().ok())
+        })
+        .collect();
+    assert!(delays.len() >= 3, "{err}");
+    assert_eq!(&delays[..3], &[200, 400, 800], "{err}");
+    assert!(delays[3..].iter().all(|&d| d == 1000), "{delays:?}");
+}
+
+/// A CA and a server certificate for `localhost`, made here, and another CA.
+struct Pki(tempfile::TempDir);
+
+impl Pki {
+    fn new() -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
+        for (prefix, server) in [("ca", true), ("other", false)] {
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, format!("ringway test {prefix}"));
+            let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+            write(&format!("{prefix}.pem"), ca.pem());
+            if server {
+                let key = KeyPair::generate().unwrap();
+                let cert = CertificateParams::new(vec!["localhost".to_string()])
+                    .unwrap()
+                    .signed_by(&key, &ca)
+                    .unwrap();
+                write("server.pem", cert.pem());
+                write("server.key", key.serialize_pem());
+            }
+        }
+        Pki(dir)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.path().join(name).to_string_lossy().into_owned()
+    }
+}
+
+#[test]
+fn wss_with_cafile_and_a_wrong_ca_or_domain() {
+    let pki = Pki::new();
+    let port = free_port();
+    let got = pki.0.path().join("peer.ndjson");
+    let _peer = peer(
+        port,
+        &got,
+        &[
+            "--echo",
+            "--cert",
+            &pki.path("server.pem"),
+            "--key",
+            &pki.path("server.key"),
+        ],
+    );
+    let url = format!("wss://localhost:{port}/");
+    let tls = |ca: &str, domain: &str| format!("tls = {{ cafile = \"{}\"{domain} }}", pki.path(ca));
+    let mut gw = Gateway::start(&config(&url, &tls("ca.pem", "")));
+    Client::produce(gw.target(), &["--conn", "3", "--count", "500"]).finish();
+    wait_until(PATIENCE, "the echoes over wss", || {
+        count_lines(&gw.path("echoes.ndjson")) == 500
+    });
+    gw.stop();
+    check_lines(&read_lines(&got), 3, 500);
+
+    // The wrong CA, then the wrong name: refused with the reason, retried, nothing sent.
+    for (ca, domain, reason) in [
+        ("other.pem", "", "UnknownIssuer"),
+        (
+            "ca.pem",
+            ", domain = \"example.org\"",
+            "not valid for name \"example.org\"",
+        ),
+    ] {
+        // (It cannot deliver: a short grace, so that it gives up soon at the end.)
+        let cfg = config(&url, &tls(ca, domain)).replace("\"10s\"", "\"1s\"");
+        let mut gw = Gateway::start(&cfg);
+        Client::produce(gw.target(), &["--conn", "4", "--count", "10"]).finish();
+        wait_until(PATIENCE, "two failed attempts", || {
+            gw.stderr().matches("TLS handshake with").count() >= 2
+        });
+        let err = gw.stderr();
+        assert!(err.contains(reason), "{err}");
+        gw.signal(libc::SIGTERM);
+        gw.wait_exit(Duration::from_secs(60));
+        let err = gw.stderr();
+        assert!(exit_detail(&err, "connect_failures") >= 2, "{err}");
+        assert_eq!(exit_detail(&err, "lost_at_shutdown"), 10, "{err}");
+    }
+    check_lines(&read_lines(&got), 3, 500);
+}
+
+/// `examples/ws-echo.toml`: events in on a UNIX socket go out through a ws_client over wss to
+/// the same gateway's ws_server, whose reply sink echoes them back to the ws_client, whose
+/// replies land in a file. (The test points it at its own certificate, port and paths.)
+#[test]
+fn the_example_echo_service_works() {
+    let pki = Pki::new();
+    let port = free_port().to_string();
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ws-echo.toml"),
+    )
+    .unwrap();
+    let text = example
+        .replace("/tmp/ringway-echo", "{dir}")
+        .replace("examples/tls/localhost.pem", &pki.path("server.pem"))
+        .replace("examples/tls/localhost.key", &pki.path("server.key"))
+        .replace("examples/tls/ca.pem", &pki.path("ca.pem"))
+        .replace("4443", &port);
+    assert_ne!(text, example);
+    let mut gw = Gateway::start(&text);
+    let target = listening_targets(&gw.stderr())
+        .into_iter()
+        .find(|t| matches!(t, Target::Unix(_)))
+        .unwrap();
+    Client::produce(target.arg(), &["--conn", "5", "--count", "2000"]).finish();
+    wait_until(PATIENCE, "the echoes", || {
+        count_lines(&gw.path("echoes.ndjson")) == 2000
+    });
+    let s = gw.stop();
+    check_lines(&read_lines(&gw.path("echoes.ndjson")), 5, 2000);
+    // Each event passes three sources: in, the ws_server, the ws_client's replies.
+    assert_eq!(s.events_in, 6000);
+}
