@@ -48,6 +48,8 @@ pub struct Plan {
     pub tick: Duration,
     /// Fail the run when bytes wait to be sent and the target takes none for this long.
     pub stall_timeout: Option<Duration>,
+    /// A WebSocket target: each write goes out as one (masked, text) message.
+    pub websocket: bool,
 }
 
 /// Counters the progress line reads while the run goes on.
@@ -437,6 +439,11 @@ impl Conn {
             ctx.payload.write(&mut self.out, self.id, self.seq, stamp);
             self.seq += 1;
         }
+        if ctx.plan.websocket {
+            let payload = self.out.split_off(before);
+            ws_frame_header(&mut self.out, payload.len());
+            self.out.extend_from_slice(&payload);
+        }
         self.generated += (self.out.len() - before) as u64;
         self.writes += 1;
         self.pending.push_back(Pending {
@@ -572,4 +579,21 @@ impl Live {
             c.fetch_add(n, Relaxed);
         }
     }
+}
+
+/// A client's WebSocket frame head for a text message of `len` bytes: FIN, the shortest length
+/// encoding, and a masking key of zeros (the payload goes as it is; a server unmasks it all the
+/// same, so its cost is what it would be with any key).
+fn ws_frame_header(out: &mut Vec<u8>, len: usize) {
+    out.push(0x81);
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if len <= 0xffff {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&[0, 0, 0, 0]);
 }

@@ -66,7 +66,9 @@ enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Where to connect: unix:PATH or tcp:HOST:PORT.
+    /// Where to connect: unix:PATH, tcp:HOST:PORT or ws://HOST:PORT/ (each write of
+    /// --lines-per-write events is one WebSocket text message: give the ws_server
+    /// preprocessors = ["separate"]).
     #[arg(long, short)]
     target: Option<target::Target>,
     /// Connections, spread evenly over the threads.

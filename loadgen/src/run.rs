@@ -41,6 +41,12 @@ pub fn measure(args: &RunArgs) -> anyhow::Result<RunReport> {
     let Some(target) = &args.target else {
         bail!("--target is required (e.g. --target unix:/run/ringway.sock); see --help");
     };
+    let websocket = matches!(target, crate::target::Target::Ws(..));
+    if websocket && args.roundtrip {
+        bail!(
+            "--roundtrip is not supported over ws:// yet (replies come back as WebSocket frames)"
+        );
+    }
     if args.connections == 0 || args.lines_per_write == 0 {
         bail!("--connections and --lines-per-write must be at least 1");
     }
@@ -80,6 +86,7 @@ pub fn measure(args: &RunArgs) -> anyhow::Result<RunReport> {
         drain_timeout: args.drain_timeout,
         tick: args.tick,
         stall_timeout: Some(args.stall_timeout).filter(|d| !d.is_zero()),
+        websocket,
     };
     let live = Arc::new(Live::default());
     // Ctrl-C (or SIGTERM): stop scheduling, finish what is in flight, and report.

@@ -1,5 +1,6 @@
-//! Where loadgen connects: `unix:PATH` or `tcp:HOST:PORT` (WebSocket targets arrive with the
-//! WebSocket source).
+//! Where loadgen connects: `unix:PATH`, `tcp:HOST:PORT`, or `ws://HOST:PORT/PATH` (a WebSocket:
+//! the upgrade is done at connect, then each write of K events goes out as one text message;
+//! see `engine`). `wss://` is refused: loadgen would measure its own TLS more than the gateway.
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -10,6 +11,8 @@ use anyhow::{bail, Context as _};
 pub enum Target {
     Unix(PathBuf),
     Tcp(String),
+    /// `ws://` URL: (host:port, path).
+    Ws(String, String),
 }
 
 impl std::str::FromStr for Target {
@@ -30,10 +33,23 @@ impl std::str::FromStr for Target {
             }
             return Ok(Target::Tcp(a.to_string()));
         }
-        if s.starts_with("ws://") || s.starts_with("wss://") {
-            bail!("{s}: WebSocket targets are not supported yet (ringway has no WebSocket source yet)");
+        if let Some(rest) = s.strip_prefix("ws://") {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, "/"),
+            };
+            if authority
+                .rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
+                bail!("ws:// needs HOST:PORT, e.g. ws://127.0.0.1:4242/");
+            }
+            return Ok(Target::Ws(authority.to_string(), path.to_string()));
         }
-        bail!("target {s:?}: expected unix:PATH or tcp:HOST:PORT")
+        if s.starts_with("wss://") {
+            bail!("{s}: wss:// is not supported: loadgen would measure its own TLS; point it at a ws:// listener");
+        }
+        bail!("target {s:?}: expected unix:PATH, tcp:HOST:PORT or ws://HOST:PORT/")
     }
 }
 
@@ -42,6 +58,7 @@ impl std::fmt::Display for Target {
         match self {
             Target::Unix(p) => write!(f, "unix:{}", p.display()),
             Target::Tcp(a) => write!(f, "tcp:{a}"),
+            Target::Ws(a, p) => write!(f, "ws://{a}{p}"),
         }
     }
 }
@@ -60,10 +77,48 @@ impl Target {
                 s.set_nodelay(true)?;
                 s.into()
             }
+            Target::Ws(a, path) => {
+                let s = std::net::TcpStream::connect(a).with_context(|| {
+                    format!("cannot connect to {self} (is the gateway running?)")
+                })?;
+                s.set_nodelay(true)?;
+                upgrade(&s, a, path).with_context(|| format!("{self}: WebSocket upgrade"))?;
+                s.into()
+            }
         };
         rustix::io::ioctl_fionbio(&fd, true)?;
         Ok(fd)
     }
+}
+
+/// The client side of the WebSocket upgrade, on a blocking socket: the request, and the
+/// response's head (read a byte at a time, so nothing after it is taken).
+fn upgrade(mut s: &std::net::TcpStream, host: &str, path: &str) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: bG9hZGdlbi1yaW5nd2F5IQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte)? == 0 {
+            bail!("the server closed the connection during the upgrade");
+        }
+        head.push(byte[0]);
+        if head.len() > 16 * 1024 {
+            bail!("the upgrade response is too long");
+        }
+    }
+    let status = String::from_utf8_lossy(&head);
+    let first = status.lines().next().unwrap_or("");
+    if !first.contains(" 101") {
+        bail!("the server answered {first:?}, not 101 Switching Protocols");
+    }
+    s.set_read_timeout(None)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -80,11 +135,20 @@ mod tests {
             "tcp:h:1".parse::<Target>().unwrap(),
             Target::Tcp("h:1".into())
         );
+        assert_eq!(
+            "ws://h:1".parse::<Target>().unwrap(),
+            Target::Ws("h:1".into(), "/".into())
+        );
+        assert_eq!(
+            "ws://h:1/in".parse::<Target>().unwrap(),
+            Target::Ws("h:1".into(), "/in".into())
+        );
         for (bad, says) in [
             ("unix:", "socket path"),
             ("tcp:h", "HOST:PORT"),
             ("tcp:h:99999", "HOST:PORT"),
-            ("ws://x", "not supported yet"),
+            ("ws://x", "HOST:PORT"),
+            ("wss://x:1/", "not supported"),
             ("/a/b", "expected unix:PATH"),
         ] {
             let e = bad.parse::<Target>().unwrap_err().to_string();

@@ -408,6 +408,44 @@ fn tcp_targets_work_like_unix_ones() {
 
 /// What waits for a tick is charged from its intended time: with 20 ms ticks the median event
 /// waits ~10 ms; waking for every write it waits well under 2 ms.
+/// A `ws://` target: the upgrade at connect, then each write of K events as one text message
+/// to ringway's ws_server (which splits it with `separate`): every event arrives, in order.
+#[test]
+fn ws_targets_deliver_every_event_to_ringways_ws_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = ringway(
+        dir.path(),
+        "\n[[sources]]\ntype = \"ws_server\"\nname = \"ws\"\nurl = \"127.0.0.1:0\"\npreprocessors = [\"separate\"]\n",
+    );
+    let url = gw
+        .log()
+        .lines()
+        .find_map(|l| {
+            let rest = &l[l.find("listening on ws://")? + "listening on ".len()..];
+            rest.split_whitespace().next().map(str::to_string)
+        })
+        .expect("a ws_server line");
+    let (out, err) = run(&["--target", &url, "--count", "30000", "-c", "4", "-k", "32"]);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("sent        30000 events"), "{err}");
+    let log = gw.stop();
+    assert_eq!(summary_count(&log, "events_in="), 30000, "{log}");
+    assert_eq!(summary_count(&log, "dead_lettered="), 0, "{log}");
+    let mut next = [0u64; 4];
+    let f = std::fs::File::open(dir.path().join("out.ndjson")).unwrap();
+    for line in BufReader::new(f).lines() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        let c = v["conn"].as_u64().unwrap() as usize;
+        assert_eq!(v["seq"], next[c], "connection {c} out of order");
+        next[c] += 1;
+    }
+    assert_eq!(next, [7500; 4]);
+    // --roundtrip is refused over ws:// (for now), with the reason.
+    let (out, err) = run(&["--target", &url, "--count", "10", "--roundtrip"]);
+    assert!(!out.status.success());
+    assert!(err.contains("not supported over ws://"), "{err}");
+}
+
 #[test]
 fn tick_coalescing_is_charged_to_latency() {
     let dir = tempfile::tempdir().unwrap();
@@ -650,9 +688,12 @@ fn unreachable_targets_and_bad_options_are_clear_errors() {
     let (out, err) = run(&["--count", "1"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(err.contains("--target is required"), "{err}");
-    let (out, err) = run(&["--target", "ws://h:1", "--count", "1"]);
+    let (out, err) = run(&["--target", "wss://h:1", "--count", "1"]);
     assert_ne!(out.status.code(), Some(0));
-    assert!(err.contains("not supported yet"), "{err}");
+    assert!(err.contains("wss:// is not supported"), "{err}");
+    let (out, err) = run(&["--target", "ws://127.0.0.1:1/", "--count", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("cannot connect to ws://127.0.0.1:1/"), "{err}");
     let (out, err) = run(&["--target", "unix:/x", "--rate", "fast"]);
     assert_ne!(out.status.code(), Some(0));
     assert!(err.contains("\"max\""), "{err}");
