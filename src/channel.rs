@@ -99,6 +99,9 @@ pub struct Batch {
     pub born: u64,
     /// With `latency_field` configured, each event's stamp (or `NO_STAMP`); else empty.
     pub stamps: Vec<u64>,
+    /// Empty unless a WebSocket source received some of these events in binary messages: then
+    /// one flag per event (tremor's `$ws_server.binary`), for a `ws_client` to send them alike.
+    pub binary: Vec<bool>,
 }
 
 impl Batch {
@@ -112,6 +115,7 @@ impl Batch {
             dead: Vec::new(),
             born: crate::telemetry::mono_ns(),
             stamps: Vec::new(),
+            binary: Vec::new(),
         }
     }
 

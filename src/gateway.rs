@@ -88,10 +88,7 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
     let mode = choose_loop(&cfg)?;
     // With io_uring the runtime carries the control socket and the reply writers, and the
     // WebSocket sources, which parse on it: as many threads as workers when there is one.
-    let has_ws = cfg
-        .sources
-        .iter()
-        .any(|s| s.kind() == SourceKind::WsServer);
+    let has_ws = cfg.sources.iter().any(|s| s.kind() == SourceKind::WsServer);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(if mode == Loop::Epoll || has_ws {
             cfg.workers.get()

@@ -279,3 +279,68 @@ fn the_example_echo_service_works() {
     // Each event passes three sources: in, the ws_server, the ws_client's replies.
     assert_eq!(s.events_in, 6000);
 }
+
+/// Events that came to a ws_server in binary messages go out of a ws_client as binary
+/// messages (tremor's `$ws_server.binary`), text ones as text; `binary = true` sends all as
+/// binary.
+#[test]
+fn binary_messages_stay_binary_through_ws_server_and_ws_client() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let got = dir.path().join("peer.ndjson");
+    let _peer = peer(port, &got, &["--types"]);
+    let cfg = format!(
+        r#"
+[[sources]]
+name = "wsin"
+type = "ws_server"
+url = "127.0.0.1:0"
+
+[[sinks]]
+name = "peer"
+type = "ws_client"
+url = "ws://127.0.0.1:{port}/"
+"#
+    );
+    let mut gw = Gateway::start(&cfg);
+    let url = ws_urls(&gw.stderr()).remove(0);
+    for (text, binary) in [
+        ("{\"t\":1}", false),
+        ("{\"b\":2}", true),
+        ("{\"t\":3}", false),
+    ] {
+        let mut args = vec![url.as_str(), "raw", text];
+        if binary {
+            args.push("--binary");
+        }
+        let (_, last) = Client::python("ws_client.py", &args).wait(Duration::from_secs(30));
+        assert!(last.contains("sent"), "{last}");
+    }
+    wait_until(PATIENCE, "three messages at the peer", || {
+        read_lines(&got).len() == 3
+    });
+    gw.stop();
+    let lines: Vec<String> = read_lines(&got)
+        .into_iter()
+        .map(|l| String::from_utf8(l).unwrap())
+        .collect();
+    assert_eq!(lines, ["T {\"t\":1}", "B {\"b\":2}", "T {\"t\":3}"]);
+
+    // `binary = true`: everything as binary.
+    let got2 = dir.path().join("peer2.ndjson");
+    let port2 = free_port();
+    let _peer2 = peer(port2, &got2, &["--types"]);
+    let mut gw = Gateway::start(
+        &cfg.replace(&port.to_string(), &port2.to_string())
+            .replace("url = \"ws://", "binary = true\nurl = \"ws://"),
+    );
+    let url = ws_urls(&gw.stderr()).remove(0);
+    let (_, last) =
+        Client::python("ws_client.py", &[&url, "raw", "{\"t\":4}"]).wait(Duration::from_secs(30));
+    assert!(last.contains("sent"), "{last}");
+    wait_until(PATIENCE, "the message at the peer", || {
+        read_lines(&got2).len() == 1
+    });
+    gw.stop();
+    assert_eq!(read_lines(&got2), [b"B {\"t\":4}".to_vec()]);
+}

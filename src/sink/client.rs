@@ -59,6 +59,11 @@ pub struct Item {
 }
 
 impl Item {
+    /// Per event: did it come in a binary WebSocket message? (Empty: none did.)
+    pub(super) fn binary_flags(&self) -> &[bool] {
+        &self.d.batch.binary
+    }
+
     pub(super) fn bytes(&self) -> &[u8] {
         self.encoded.as_deref().unwrap_or(&self.d.batch.data)
     }

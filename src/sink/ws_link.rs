@@ -184,12 +184,15 @@ impl WsLink {
         give_up: impl Fn() -> bool,
     ) -> io::Result<bool> {
         for item in items {
-            for e in item
+            let flags = item.binary_flags();
+            let events = item
                 .bytes()
                 .split(|&b| b == b'\n')
-                .filter(|e| !e.is_empty())
-            {
-                let m = if self.binary {
+                .filter(|e| !e.is_empty());
+            for (i, e) in events.enumerate() {
+                // Binary when configured, when the event came in a binary message (a ws_server
+                // source's), or when it is not UTF-8.
+                let m = if self.binary || flags.get(i) == Some(&true) {
                     Message::binary(e.to_vec())
                 } else {
                     match std::str::from_utf8(e) {

@@ -136,6 +136,22 @@ impl Conn {
         })
     }
 
+    /// Events in the open batch so far.
+    pub fn batch_events(&self) -> usize {
+        self.batch.as_ref().map_or(0, |b| b.ends.len())
+    }
+
+    /// The events of the open batch from index `from` on came in a binary (or text) message.
+    /// Costs nothing until a binary message is seen.
+    pub fn mark_binary(&mut self, from: usize, binary: bool) {
+        if let Some(b) = &mut self.batch {
+            if binary || !b.binary.is_empty() {
+                b.binary.resize(from, false);
+                b.binary.resize(b.ends.len(), binary);
+            }
+        }
+    }
+
     pub fn has_batch(&self) -> bool {
         self.batch.is_some()
     }

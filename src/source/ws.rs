@@ -457,8 +457,18 @@ fn on_message(
     m: Option<Result<Message, tungstenite::Error>>,
 ) -> Step {
     match m {
-        Some(Ok(Message::Text(t))) => Step::Go(conn.feed_message(ctx, dec, t.as_bytes(), split)),
-        Some(Ok(Message::Binary(b))) => Step::Go(conn.feed_message(ctx, dec, &b, split)),
+        Some(Ok(Message::Text(t))) => {
+            let from = conn.batch_events();
+            let full = conn.feed_message(ctx, dec, t.as_bytes(), split);
+            conn.mark_binary(from, false);
+            Step::Go(full)
+        }
+        Some(Ok(Message::Binary(b))) => {
+            let from = conn.batch_events();
+            let full = conn.feed_message(ctx, dec, &b, split);
+            conn.mark_binary(from, true);
+            Step::Go(full)
+        }
         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Step::Go(false),
         // Tungstenite answers the close (once flushed); the stream then ends.
         Some(Ok(Message::Close(_))) => Step::Closed,

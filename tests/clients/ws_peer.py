@@ -2,9 +2,10 @@
 """A WebSocket server (Python's `websockets`) for the ws_client tests: the peer a ws_client
 sink connects to.
 
-Usage: ws_peer.py PORT --out FILE [--echo] [--cert PEM --key PEM] [--stop-after N]
+Usage: ws_peer.py PORT --out FILE [--echo] [--types] [--cert PEM --key PEM] [--stop-after N]
 Appends every message it receives, one per line, to FILE (flushed per message), and with
---echo sends each back on the same connection. Prints {"listening": port} once it listens,
+--echo sends each back on the same connection. --types: each line starts with "T " (a text
+message) or "B " (binary). Prints {"listening": port} once it listens,
 and {"connection": n} for each connection. --stop-after N: exits (without closing
 connections cleanly: os._exit) after the N-th message overall.
 """
@@ -23,6 +24,7 @@ async def main():
     p.add_argument("port", type=int)
     p.add_argument("--out", required=True)
     p.add_argument("--echo", action="store_true")
+    p.add_argument("--types", action="store_true")
     p.add_argument("--cert")
     p.add_argument("--key")
     p.add_argument("--stop-after", type=int, default=0)
@@ -39,6 +41,8 @@ async def main():
         print(json.dumps({"connection": state["connections"]}), flush=True)
         async for m in ws:
             data = m.encode() if isinstance(m, str) else m
+            if args.types:
+                data = (b"T " if isinstance(m, str) else b"B ") + data
             out.write(data + b"\n")
             state["messages"] += 1
             if args.echo:
