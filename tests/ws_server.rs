@@ -506,3 +506,28 @@ fn replies_go_back_to_each_client() {
     assert_eq!(count_lines(&gw.path("out.ndjson")), 8050);
     assert!(exit_detail(&gw.stderr(), "replies_dropped") <= 50);
 }
+
+/// `route_field` over WebSocket: an event goes to the connection whose id it names (the
+/// envelope's `conn`), not back to its sender.
+#[test]
+fn route_field_sends_to_the_named_ws_connection() {
+    let (mut gw, url) = start(
+        "",
+        "metadata = \"envelope\"\n\n[[sinks]]\ntype = \"reply\"\nroute_field = \"to\"\n",
+    );
+    let a = ws(&url, &["chat", "{\"hello\":\"from a\"}", "--seconds", "5"]);
+    let out = gw.path("out.ndjson");
+    wait_until(PATIENCE, "a's first event", || count_lines(&out) == 1);
+    let env: Value = serde_json::from_slice(&read_lines(&out)[0]).unwrap();
+    let a_id = env["meta"]["ws_server"]["conn"].as_u64().unwrap();
+    let msg = format!("{{\"to\":{a_id},\"msg\":\"for a\"}}");
+    assert_eq!(ws_result(&url, &["raw", &msg])["sent"], 1);
+    wait_until(PATIENCE, "a gets the routed event", || {
+        a.lines().iter().any(|l| l.contains("got"))
+    });
+    let got: Value =
+        serde_json::from_str(a.lines().iter().find(|l| l.contains("got")).unwrap()).unwrap();
+    assert_eq!(got["got"], msg.as_str());
+    let _ = a.wait(Duration::from_secs(30));
+    gw.stop();
+}

@@ -17,6 +17,8 @@ Usage:
       Sends events 0..N of connection C one per message while a thread reads the replies;
       prints {"sent": n, "replies": m, "same": true} once N replies came (or 30 s passed;
       same: the replies equal the events sent, in order).
+  ws_client.py URL chat TEXT --seconds T
+      Sends TEXT, then prints {"got": m} for each message received within T seconds.
   ws_client.py URL hold --seconds T [--cafile F]
       Connects and holds the connection open; prints {"connected": true, "close_code": c}
       (c: null if it was still open after T seconds).
@@ -50,7 +52,7 @@ def opts(args):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("url")
-    p.add_argument("mode", choices=["send", "message", "raw", "hold", "echo"])
+    p.add_argument("mode", choices=["send", "message", "raw", "hold", "echo", "chat"])
     p.add_argument("text", nargs="?")
     p.add_argument("--conn", type=int, default=0)
     p.add_argument("--count", type=int, default=0)
@@ -127,6 +129,16 @@ def main():
             t.join()
             print(json.dumps({"sent": len(sent), "replies": len(got), "same": got == sent}),
                   flush=True)
+        elif args.mode == "chat":
+            ws.send(args.text)
+            deadline = time.monotonic() + args.seconds
+            try:
+                while (left := deadline - time.monotonic()) > 0:
+                    m = ws.recv(timeout=left)
+                    print(json.dumps({"got": m if isinstance(m, str) else m.decode()}), flush=True)
+            except (TimeoutError, ConnectionClosed):
+                pass
+            print(json.dumps({"done": True}), flush=True)
         elif args.mode == "hold":
             print(json.dumps({"connected": True}), flush=True)
             code = None
