@@ -531,3 +531,20 @@ fn route_field_sends_to_the_named_ws_connection() {
     let _ = a.wait(Duration::from_secs(30));
     gw.stop();
 }
+
+/// Messages of about 1 MiB each (under the default 16 MiB bound) arrive whole, one event each.
+#[test]
+fn large_messages_arrive_whole() {
+    let (mut gw, url) = start("", "");
+    let pad = "1000000:1048576";
+    let sent = ws(&url, &["send", "--conn", "8", "--count", "5", "--pad", pad]).finish();
+    assert_eq!(sent["sent"], 5);
+    let s = gw.stop();
+    assert_eq!((s.events_in, s.dead_lettered), (5, 0));
+    let mut check = SeqChecker::new((1_000_000, 1_048_576));
+    for line in read_lines(&gw.path("out.ndjson")) {
+        assert!(line.len() > 1_000_000);
+        check.push(&line);
+    }
+    assert_eq!(check.lines, 5);
+}
