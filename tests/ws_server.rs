@@ -548,3 +548,42 @@ fn large_messages_arrive_whole() {
     }
     assert_eq!(check.lines, 5);
 }
+
+/// `ctl pause` of a ws_server source: its connections are not read (the client's sends wait in
+/// the TCP window); `resume` lets everything through, nothing lost.
+#[test]
+fn pause_and_resume_a_ws_source() {
+    let (mut gw, url) = start("preprocessors = [\"separate\"]", "");
+    // (Without a UNIX source, the control socket is $XDG_RUNTIME_DIR/ringway.ctl.)
+    let ctl_path = gw.path("ringway.ctl");
+    let ctl = |args: &[&str]| ctl_at(&ctl_path, args);
+    let (code, _, err) = ctl(&["pause", "ws"]);
+    assert_eq!(code, 0, "{err}");
+    let sender = ws(
+        &url,
+        &[
+            "send",
+            "--conn",
+            "6",
+            "--count",
+            "3000",
+            "--per-message",
+            "10",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, stats, _) = ctl(&["--json", "stats"]);
+    let v: Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(v["sources"][0]["events_in"], 0, "paused: {v}");
+    assert_eq!(v["sources"][0]["paused"], true);
+    let (code, _, err) = ctl(&["resume", "ws"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(sender.finish()["sent"], 3000);
+    let s = gw.stop();
+    assert_eq!(s.events_in, 3000);
+    let mut check = SeqChecker::new(PAD);
+    for line in read_lines(&gw.path("out.ndjson")) {
+        check.push(&line);
+    }
+    assert_eq!(check.lines, 3000);
+}

@@ -216,10 +216,12 @@ impl Control {
         };
         if !matches!(
             m.kind,
-            crate::config::SourceKind::UnixSocketServer | crate::config::SourceKind::TcpServer
+            crate::config::SourceKind::UnixSocketServer
+                | crate::config::SourceKind::TcpServer
+                | crate::config::SourceKind::WsServer
         ) {
             return Err(format!(
-                "{name:?} is a {} source; only unix_socket_server and tcp_server sources can be paused",
+                "{name:?} is a {} source; only unix_socket_server, tcp_server and ws_server sources can be paused",
                 m.kind
             ));
         }

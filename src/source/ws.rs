@@ -377,7 +377,10 @@ async fn read<S: AsyncRead + AsyncWrite + Unpin>(
                 .unwrap_or_else(|| Instant::now() + CLOSE_GRACE)
         });
         // A reply queue over its bound: read no more until the client takes its replies.
-        let backlogged = conn.meta.reply_backlogged();
+        // Or the source is paused (control socket): the client's sends block the same way.
+        let pause = &conn.meta.source.pause;
+        let paused = pause.is_paused() && closing_since.is_none();
+        let backlogged = conn.meta.reply_backlogged() || paused;
         let next = tokio::select! {
             biased;
             why = &mut ending, if closing_since.is_none() => {
@@ -409,6 +412,7 @@ async fn read<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 continue;
             }
+            _ = pause.resumed(), if paused => continue,
             m = ws.next(), if !backlogged => m,
         };
         let mut step = with_decoder(codec, |dec| on_message(&mut conn, &ctx, dec, split, next));
