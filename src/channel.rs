@@ -354,6 +354,8 @@ impl Sender {
     }
 
     /// Send a batch, waiting for room under `block` (the epoll path). `Err` when the sink is gone.
+    // The batch comes back whole on failure (its events are counted by the caller).
+    #[allow(clippy::result_large_err)]
     pub async fn send(&self, batch: Batch) -> Result<(), Batch> {
         match self.offer(batch) {
             Offer::Sent | Offer::Dropped => Ok(()),
@@ -366,6 +368,8 @@ impl Sender {
     }
 
     /// Send a batch, blocking this thread for room (a worker's last batches at shutdown).
+    // The batch comes back whole on failure (its events are counted by the caller).
+    #[allow(clippy::result_large_err)]
     pub fn send_blocking(&self, batch: Batch) -> Result<(), Batch> {
         match self.offer(batch) {
             Offer::Sent | Offer::Dropped => Ok(()),
