@@ -344,3 +344,27 @@ url = "ws://127.0.0.1:{port}/"
     gw.stop();
     assert_eq!(read_lines(&got2), [b"B {\"t\":4}".to_vec()]);
 }
+
+/// A server that does not read for 3 s while 60,000 events (~11 MB) are sent: the writes wait
+/// (the socket's buffers fill), nothing is counted as a broken connection, and every event
+/// arrives exactly once.
+#[test]
+fn a_server_that_reads_late_gets_everything_once() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let got = dir.path().join("peer.ndjson");
+    let _peer = peer(port, &got, &["--stall", "3"]);
+    let mut gw = Gateway::start(&config(&format!("ws://127.0.0.1:{port}/"), ""));
+    let count = 60_000u64;
+    Client::produce(gw.target(), &["--conn", "7", "--count", &count.to_string()]).finish();
+    wait_until(Duration::from_secs(60), "every event at the peer", || {
+        count_lines(&got) as u64 >= count
+    });
+    let s = gw.stop();
+    let err = gw.stderr();
+    assert_eq!(exit_detail(&err, "resent"), 0, "{err}");
+    assert_eq!(exit_detail(&err, "reconnects"), 0, "{err}");
+    check_lines(&read_lines(&got), 7, count);
+    assert_eq!(count_lines(&got) as u64, count);
+    assert_eq!(s.events_out, count);
+}

@@ -200,7 +200,13 @@ impl WsLink {
                         Err(_) => Message::binary(e.to_vec()),
                     }
                 };
-                self.ws.write(m).map_err(io_err)?;
+                match self.ws.write(m) {
+                    Ok(()) => {}
+                    // Past its write buffer's size tungstenite writes to the socket; a timeout
+                    // there leaves the frame in its buffer, sent by the flush below.
+                    Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
+                    Err(e) => return Err(io_err(e)),
+                }
             }
         }
         loop {

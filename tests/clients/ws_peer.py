@@ -5,7 +5,7 @@ sink connects to.
 Usage: ws_peer.py PORT --out FILE [--echo] [--types] [--cert PEM --key PEM] [--stop-after N]
 Appends every message it receives, one per line, to FILE (flushed per message), and with
 --echo sends each back on the same connection. --types: each line starts with "T " (a text
-message) or "B " (binary). Prints {"listening": port} once it listens,
+message) or "B " (binary). --stall S: waits S seconds before reading a new connection. Prints {"listening": port} once it listens,
 and {"connection": n} for each connection. --stop-after N: exits (without closing
 connections cleanly: os._exit) after the N-th message overall.
 """
@@ -25,6 +25,8 @@ async def main():
     p.add_argument("--out", required=True)
     p.add_argument("--echo", action="store_true")
     p.add_argument("--types", action="store_true")
+    p.add_argument("--stall", type=float, default=0.0,
+                   help="seconds to wait before reading each connection")
     p.add_argument("--cert")
     p.add_argument("--key")
     p.add_argument("--stop-after", type=int, default=0)
@@ -39,6 +41,8 @@ async def main():
     async def handler(ws):
         state["connections"] += 1
         print(json.dumps({"connection": state["connections"]}), flush=True)
+        if args.stall:
+            await asyncio.sleep(args.stall)
         async for m in ws:
             data = m.encode() if isinstance(m, str) else m
             if args.types:
