@@ -184,6 +184,13 @@ impl Pki {
                     .unwrap();
                 write("server.pem", cert.pem());
                 write("server.key", key.serialize_pem());
+                let ckey = KeyPair::generate().unwrap();
+                let client = CertificateParams::new(vec!["ringway-client".to_string()])
+                    .unwrap()
+                    .signed_by(&ckey, &ca)
+                    .unwrap();
+                write("client.pem", client.pem());
+                write("client.key", ckey.serialize_pem());
             }
         }
         Pki(dir)
@@ -367,4 +374,51 @@ fn a_server_that_reads_late_gets_everything_once() {
     check_lines(&read_lines(&got), 7, count);
     assert_eq!(count_lines(&got) as u64, count);
     assert_eq!(s.events_out, count);
+}
+
+/// A server that requires a client certificate: with `tls.cert` and `tls.key` the ws_client is
+/// let in; without them its handshake is refused (a failed attempt, retried).
+#[test]
+fn client_certificate_for_a_server_that_asks_for_one() {
+    let pki = Pki::new();
+    let port = free_port();
+    let got = pki.0.path().join("peer.ndjson");
+    let _peer = peer(
+        port,
+        &got,
+        &[
+            "--cert",
+            &pki.path("server.pem"),
+            "--key",
+            &pki.path("server.key"),
+            "--client-ca",
+            &pki.path("ca.pem"),
+        ],
+    );
+    let url = format!("wss://localhost:{port}/");
+    let with_cert = format!(
+        "tls = {{ cafile = \"{}\", cert = \"{}\", key = \"{}\" }}",
+        pki.path("ca.pem"),
+        pki.path("client.pem"),
+        pki.path("client.key")
+    );
+    let mut gw = Gateway::start(&config(&url, &with_cert));
+    Client::produce(gw.target(), &["--conn", "9", "--count", "100"]).finish();
+    wait_until(PATIENCE, "100 events at the peer", || {
+        count_lines(&got) == 100
+    });
+    gw.stop();
+    check_lines(&read_lines(&got), 9, 100);
+
+    let without = format!("tls = {{ cafile = \"{}\" }}", pki.path("ca.pem"));
+    let cfg = config(&url, &without).replace("\"10s\"", "\"1s\"");
+    let mut gw = Gateway::start(&cfg);
+    Client::produce(gw.target(), &["--conn", "9", "--count", "5"]).finish();
+    wait_until(PATIENCE, "two refused attempts", || {
+        gw.stderr().matches("connect failed").count() >= 2
+    });
+    gw.signal(libc::SIGTERM);
+    gw.wait_exit(Duration::from_secs(60));
+    assert_eq!(count_lines(&got), 100, "nothing more got through");
+    assert!(exit_detail(&gw.stderr(), "connect_failures") >= 2);
 }

@@ -587,3 +587,42 @@ fn pause_and_resume_a_ws_source() {
     }
     assert_eq!(check.lines, 3000);
 }
+
+/// A client that sends but never reads its replies: once its reply queue is over `queue_bytes`
+/// it is not read any more, and after `write_timeout` without taking a reply it is closed
+/// (counted); another client's echo meanwhile goes on untouched, and every event read from
+/// either is delivered to the file sink.
+#[test]
+fn a_client_that_takes_no_replies_hurts_nobody_else() {
+    let (mut gw, url) = start(
+        "",
+        "\n[[sinks]]\ntype = \"reply\"\ninputs = [\"ws\"]\nqueue_bytes = 4096\nwrite_timeout = \"2s\"\n",
+    );
+    let greedy = ws(
+        &url,
+        &[
+            "send", "--conn", "1", "--count", "200000", "--pad", "900:1100",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let began = Instant::now();
+    let polite = ws(&url, &["echo", "--conn", "2", "--count", "2000"]).finish();
+    assert_eq!(polite["replies"], 2000, "{polite}");
+    assert_eq!(polite["same"], true);
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        began.elapsed()
+    );
+    let (status, last) = greedy.wait(Duration::from_secs(60));
+    assert!(!status.success(), "the greedy client was closed: {last}");
+    let s = gw.stop();
+    let err = gw.stderr();
+    assert_eq!(exit_detail(&err, "reply_timeouts"), 1, "{err}");
+    assert_eq!(s.events_in, s.events_out);
+    assert_eq!(count_lines(&gw.path("out.ndjson")) as u64, s.events_in);
+    assert!(
+        s.events_in < 200_000 + 2000,
+        "the greedy client was held back"
+    );
+}

@@ -47,6 +47,8 @@ use crate::telemetry::{Counters, RateLimit};
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long a client has to answer our close frame when no shutdown deadline applies.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How long sending a ping or close frame may wait for a client that reads nothing.
+const CONTROL_SEND: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -333,7 +335,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let _active = ActiveGuard(&shared.counters, src, meta.id);
     read(&mut ws, src, meta, shared, &mut replies).await;
     drop(replies);
-    let _ = ws.close(None).await;
+    // (A client that reads nothing cannot take even the close frame: do not wait for it.)
+    let _ = tokio::time::timeout(CONTROL_SEND, ws.close(None)).await;
 }
 
 /// The reading side of [`serve`] (replies are sent in between).
@@ -386,7 +389,7 @@ async fn read<S: AsyncRead + AsyncWrite + Unpin>(
             why = &mut ending, if closing_since.is_none() => {
                 closing_since = Some(Instant::now());
                 let frame = CloseFrame { code: CloseCode::Away, reason: why.into() };
-                if ws.send(Message::Close(Some(frame))).await.is_err() {
+                if !send_control(ws, Message::Close(Some(frame))).await {
                     break;
                 }
                 continue;
@@ -398,10 +401,10 @@ async fn read<S: AsyncRead + AsyncWrite + Unpin>(
                 if quiet >= limit {
                     tracing::debug!(conn = conn.meta.id, "no pong for {quiet:?}: closing");
                     let frame = CloseFrame { code: CloseCode::Policy, reason: "ping timeout".into() };
-                    let _ = ws.send(Message::Close(Some(frame))).await;
+                    send_control(ws, Message::Close(Some(frame))).await;
                     break;
                 }
-                if ws.send(Message::Ping(Default::default())).await.is_err() {
+                if !send_control(ws, Message::Ping(Default::default())).await {
                     break;
                 }
                 continue;
@@ -443,7 +446,7 @@ async fn read<S: AsyncRead + AsyncWrite + Unpin>(
                     code: CloseCode::Size,
                     reason: reason.into(),
                 };
-                let _ = ws.send(Message::Close(Some(frame))).await;
+                send_control(ws, Message::Close(Some(frame))).await;
                 break;
             }
         }
@@ -487,6 +490,15 @@ fn on_message(
         }
         None => Step::End,
     }
+}
+
+/// Send a ping or close frame, unless the client has not taken it within `CONTROL_SEND` (its
+/// window is shut: then the connection is to be dropped). True if sent.
+async fn send_control<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    m: Message,
+) -> bool {
+    matches!(tokio::time::timeout(CONTROL_SEND, ws.send(m)).await, Ok(Ok(())))
 }
 
 async fn tick(i: &mut Option<tokio::time::Interval>) {

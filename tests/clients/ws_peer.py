@@ -2,7 +2,8 @@
 """A WebSocket server (Python's `websockets`) for the ws_client tests: the peer a ws_client
 sink connects to.
 
-Usage: ws_peer.py PORT --out FILE [--echo] [--types] [--cert PEM --key PEM] [--stop-after N]
+Usage: ws_peer.py PORT --out FILE [--echo] [--types] [--cert PEM --key PEM [--client-ca PEM]]
+                  [--stop-after N] [--stall S]
 Appends every message it receives, one per line, to FILE (flushed per message), and with
 --echo sends each back on the same connection. --types: each line starts with "T " (a text
 message) or "B " (binary). --stall S: waits S seconds before reading a new connection. Prints {"listening": port} once it listens,
@@ -29,12 +30,16 @@ async def main():
                    help="seconds to wait before reading each connection")
     p.add_argument("--cert")
     p.add_argument("--key")
+    p.add_argument("--client-ca", help="require a client certificate signed by this CA")
     p.add_argument("--stop-after", type=int, default=0)
     args = p.parse_args()
     ctx = None
     if args.cert:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(args.cert, args.key)
+        if args.client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(args.client_ca)
     out = open(args.out, "ab", buffering=0)
     state = {"messages": 0, "connections": 0}
 
