@@ -177,6 +177,7 @@ impl Bench<'_> {
     fn load(&self, server: &Server, connections: usize, rate: Rate) -> anyhow::Result<RunReport> {
         let args = RunArgs {
             target: Some(Target::Unix(server.socket.clone())),
+            cafile: None,
             connections,
             threads: None,
             duration: Some(self.args.duration),

@@ -134,6 +134,8 @@ struct Pending {
 
 struct Conn {
     fd: OwnedFd,
+    /// `wss://`: the TLS session the bytes go through.
+    tls: Option<Box<rustls::ClientConnection>>,
     /// Global index (0..connections): in every event as `conn`.
     id: u32,
     /// Open loop: this connection's offset in the schedule.
@@ -190,7 +192,7 @@ impl Ctx {
 }
 
 /// Run one thread's connections (`(global index, socket)`) to the end of the plan.
-pub fn run_thread(ctx: &Ctx, socks: Vec<(u32, OwnedFd)>) -> Tally {
+pub fn run_thread(ctx: &Ctx, socks: Vec<(u32, crate::target::Connected)>) -> Tally {
     let mut tally = Tally::new();
     let ep = epoll::create(epoll::CreateFlags::CLOEXEC).expect("epoll_create");
     let interval = ctx.interval();
@@ -198,7 +200,7 @@ pub fn run_thread(ctx: &Ctx, socks: Vec<(u32, OwnedFd)>) -> Tally {
     let mut conns: Vec<Conn> = socks
         .into_iter()
         .enumerate()
-        .map(|(slot, (id, fd))| {
+        .map(|(slot, (id, crate::target::Connected { fd, tls }))| {
             let flags = epoll::EventFlags::IN | epoll::EventFlags::OUT | epoll::EventFlags::ET;
             epoll::add(&ep, &fd, epoll::EventData::new_u64(slot as u64), flags).expect("epoll_ctl");
             let quota = match ctx.plan.limit {
@@ -208,6 +210,7 @@ pub fn run_thread(ctx: &Ctx, socks: Vec<(u32, OwnedFd)>) -> Tally {
             let phase = interval.map_or(0, |i| (i * f64::from(id) / n as f64) as u64);
             Conn {
                 fd,
+                tls,
                 id,
                 phase,
                 writes: 0,
@@ -246,7 +249,7 @@ pub fn run_thread(ctx: &Ctx, socks: Vec<(u32, OwnedFd)>) -> Tally {
         }
         let stalled = ctx.plan.stall_timeout.is_some_and(|st| {
             now.saturating_sub(tally.last_progress) > st.as_nanos() as u64
-                && conns.iter().any(|c| !c.dead && c.pos < c.out.len())
+                && conns.iter().any(|c| !c.dead && c.unsent())
         });
         if stalled {
             let st = ctx.plan.stall_timeout.unwrap_or_default();
@@ -286,7 +289,7 @@ pub fn run_thread(ctx: &Ctx, socks: Vec<(u32, OwnedFd)>) -> Tally {
                         }
                         c.generate(ctx, due, ctx.plan.roundtrip);
                     }
-                    if !c.blocked && c.pos < c.out.len() {
+                    if !c.blocked && c.unsent() {
                         c.send(ctx, warm, &mut tally);
                     }
                     // Held back by the cap and the socket still takes more: come straight back.
@@ -301,7 +304,7 @@ pub fn run_thread(ctx: &Ctx, socks: Vec<(u32, OwnedFd)>) -> Tally {
                         if c.blocked || c.dead {
                             break;
                         }
-                        if c.pos == c.out.len() {
+                        if !c.unsent() {
                             if now >= end || stopping {
                                 c.quota = c.seq;
                             }
@@ -322,7 +325,7 @@ pub fn run_thread(ctx: &Ctx, socks: Vec<(u32, OwnedFd)>) -> Tally {
         // unsent or unanswered gets `--drain-timeout`; then the run ends whatever is left.
         let generating = conns.iter().any(|c| !c.dead && c.seq < c.quota);
         if !generating {
-            let unsent = conns.iter().any(|c| !c.dead && c.pos < c.out.len());
+            let unsent = conns.iter().any(|c| !c.dead && c.unsent());
             let awaiting =
                 ctx.plan.roundtrip && conns.iter().any(|c| !c.dead && !c.awaiting.is_empty());
             if !unsent && !awaiting {
@@ -456,9 +459,53 @@ impl Conn {
         }
     }
 
+    /// Bytes generated and not yet on the wire (in `out`, or in the TLS session's buffer).
+    fn unsent(&self) -> bool {
+        self.pos < self.out.len() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// `wss://`: hand what is waiting to the TLS session (counted accepted there), and write
+    /// its records until the socket would block. False when the connection failed.
+    fn send_tls(&mut self, ctx: &Ctx, t: &mut Tally) -> bool {
+        use std::io::Write;
+        let Some(tls) = &mut self.tls else {
+            return true;
+        };
+        loop {
+            if self.pos < self.out.len() {
+                if let Ok(n) = tls.writer().write(&self.out[self.pos..]) {
+                    self.pos += n;
+                    self.accepted += n as u64;
+                }
+            }
+            if !tls.wants_write() {
+                if self.pos < self.out.len() {
+                    continue;
+                }
+                return true;
+            }
+            let mut sock = FdIo(&self.fd);
+            match tls.write_tls(&mut sock) {
+                Ok(_) => t.last_progress = mono_ns(),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.blocked = true;
+                    return true;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail(ctx, t, format!("connection {}: write failed: {e}", self.id));
+                    return false;
+                }
+            }
+        }
+    }
+
     /// Write what is waiting until the socket would block.
     fn send(&mut self, ctx: &Ctx, warm: u64, t: &mut Tally) {
-        while self.pos < self.out.len() {
+        if self.tls.is_some() && !self.send_tls(ctx, t) {
+            return;
+        }
+        while self.tls.is_none() && self.pos < self.out.len() {
             match rustix::net::send(&self.fd, &self.out[self.pos..], SendFlags::NOSIGNAL) {
                 Ok(n) => {
                     self.pos += n;
@@ -515,9 +562,7 @@ impl Conn {
         loop {
             match rustix::net::recv(&self.fd, &mut *buf, RecvFlags::DONTWAIT) {
                 Ok((0, _)) => {
-                    let owed = self.seq < self.quota
-                        || self.pos < self.out.len()
-                        || !self.awaiting.is_empty();
+                    let owed = self.seq < self.quota || self.unsent() || !self.awaiting.is_empty();
                     if owed {
                         self.fail(
                             ctx,
@@ -528,6 +573,15 @@ impl Conn {
                         self.dead = true;
                     }
                     return;
+                }
+                Ok((n, _)) if self.tls.is_some() => {
+                    // wss://: what the server sends (pings, its close) is read and ignored
+                    // (--roundtrip is refused over WebSocket).
+                    t.last_progress = now;
+                    if let Err(e) = self.take_tls(&buf[..n]) {
+                        self.fail(ctx, t, format!("connection {}: TLS: {e}", self.id));
+                        return;
+                    }
                 }
                 Ok((n, _)) => {
                     t.last_progress = now;
@@ -558,6 +612,28 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Feed bytes read from the socket to the TLS session, and drop the plaintext.
+    fn take_tls(&mut self, mut data: &[u8]) -> std::io::Result<()> {
+        use std::io::Read;
+        let Some(tls) = &mut self.tls else {
+            return Ok(());
+        };
+        while !data.is_empty() {
+            tls.read_tls(&mut data)?;
+            tls.process_new_packets().map_err(std::io::Error::other)?;
+            let mut sink = [0u8; 4096];
+            loop {
+                match tls.reader().read(&mut sink) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The connection is unusable: count what it will never send.
@@ -596,4 +672,16 @@ fn ws_frame_header(out: &mut Vec<u8>, len: usize) {
         out.extend_from_slice(&(len as u64).to_be_bytes());
     }
     out.extend_from_slice(&[0, 0, 0, 0]);
+}
+
+/// A non-blocking socket as `io::Write` (what rustls writes its records to).
+struct FdIo<'a>(&'a OwnedFd);
+
+impl std::io::Write for FdIo<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(rustix::net::send(self.0, buf, SendFlags::NOSIGNAL)?)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

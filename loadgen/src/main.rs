@@ -66,11 +66,14 @@ enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Where to connect: unix:PATH, tcp:HOST:PORT or ws://HOST:PORT/ (each write of
-    /// --lines-per-write events is one WebSocket text message: give the ws_server
+    /// Where to connect: unix:PATH, tcp:HOST:PORT, ws://HOST:PORT/ or wss://HOST:PORT/ (each
+    /// write of --lines-per-write events is one WebSocket text message: give the ws_server
     /// preprocessors = ["separate"]).
     #[arg(long, short)]
     target: Option<target::Target>,
+    /// wss://: the CA (PEM) to trust [default: the system's bundle].
+    #[arg(long)]
+    cafile: Option<std::path::PathBuf>,
     /// Connections, spread evenly over the threads.
     #[arg(long, short, default_value_t = 4)]
     connections: usize,

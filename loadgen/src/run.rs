@@ -42,6 +42,9 @@ pub fn measure(args: &RunArgs) -> anyhow::Result<RunReport> {
         bail!("--target is required (e.g. --target unix:/run/ringway.sock); see --help");
     };
     let websocket = matches!(target, crate::target::Target::Ws(..));
+    if args.cafile.is_some() && !matches!(target, crate::target::Target::Ws(_, _, true)) {
+        bail!("--cafile is for wss:// targets");
+    }
     if websocket && args.roundtrip {
         bail!(
             "--roundtrip is not supported over ws:// yet (replies come back as WebSocket frames)"
@@ -68,7 +71,7 @@ pub fn measure(args: &RunArgs) -> anyhow::Result<RunReport> {
         socks.push((
             i as u32,
             target
-                .connect()
+                .connect(args.cafile.as_deref())
                 .with_context(|| format!("connection {i}"))?,
         ));
     }

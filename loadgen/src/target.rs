@@ -1,6 +1,6 @@
-//! Where loadgen connects: `unix:PATH`, `tcp:HOST:PORT`, or `ws://HOST:PORT/PATH` (a WebSocket:
-//! the upgrade is done at connect, then each write of K events goes out as one text message;
-//! see `engine`). `wss://` is refused: loadgen would measure its own TLS more than the gateway.
+//! Where loadgen connects: `unix:PATH`, `tcp:HOST:PORT`, or `ws://HOST:PORT/PATH` and
+//! `wss://…` (a WebSocket: TLS (rustls) and the upgrade are done at connect, blocking; then each
+//! write of K events goes out as one text message, see `engine`).
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -11,8 +11,14 @@ use anyhow::{bail, Context as _};
 pub enum Target {
     Unix(PathBuf),
     Tcp(String),
-    /// `ws://` URL: (host:port, path).
-    Ws(String, String),
+    /// `ws://` or `wss://` URL: (host:port, path, TLS?).
+    Ws(String, String, bool),
+}
+
+/// A connected socket, with its TLS session for `wss://`.
+pub struct Connected {
+    pub fd: OwnedFd,
+    pub tls: Option<Box<rustls::ClientConnection>>,
 }
 
 impl std::str::FromStr for Target {
@@ -33,7 +39,11 @@ impl std::str::FromStr for Target {
             }
             return Ok(Target::Tcp(a.to_string()));
         }
-        if let Some(rest) = s.strip_prefix("ws://") {
+        let ws = s
+            .strip_prefix("ws://")
+            .map(|r| (r, false))
+            .or_else(|| s.strip_prefix("wss://").map(|r| (r, true)));
+        if let Some((rest, tls)) = ws {
             let (authority, path) = match rest.find('/') {
                 Some(i) => (&rest[..i], &rest[i..]),
                 None => (rest, "/"),
@@ -42,14 +52,11 @@ impl std::str::FromStr for Target {
                 .rsplit_once(':')
                 .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
             {
-                bail!("ws:// needs HOST:PORT, e.g. ws://127.0.0.1:4242/");
+                bail!("ws:// and wss:// need HOST:PORT, e.g. ws://127.0.0.1:4242/");
             }
-            return Ok(Target::Ws(authority.to_string(), path.to_string()));
+            return Ok(Target::Ws(authority.to_string(), path.to_string(), tls));
         }
-        if s.starts_with("wss://") {
-            bail!("{s}: wss:// is not supported: loadgen would measure its own TLS; point it at a ws:// listener");
-        }
-        bail!("target {s:?}: expected unix:PATH, tcp:HOST:PORT or ws://HOST:PORT/")
+        bail!("target {s:?}: expected unix:PATH, tcp:HOST:PORT, ws://HOST:PORT/ or wss://…")
     }
 }
 
@@ -58,14 +65,17 @@ impl std::fmt::Display for Target {
         match self {
             Target::Unix(p) => write!(f, "unix:{}", p.display()),
             Target::Tcp(a) => write!(f, "tcp:{a}"),
-            Target::Ws(a, p) => write!(f, "ws://{a}{p}"),
+            Target::Ws(a, p, false) => write!(f, "ws://{a}{p}"),
+            Target::Ws(a, p, true) => write!(f, "wss://{a}{p}"),
         }
     }
 }
 
 impl Target {
-    /// A connected, non-blocking socket.
-    pub fn connect(&self) -> anyhow::Result<OwnedFd> {
+    /// A connected, non-blocking socket (`cafile`: the CA to trust for `wss://`, else the
+    /// system's bundle).
+    pub fn connect(&self, cafile: Option<&std::path::Path>) -> anyhow::Result<Connected> {
+        let mut tls = None;
         let fd: OwnedFd = match self {
             Target::Unix(p) => std::os::unix::net::UnixStream::connect(p)
                 .with_context(|| format!("cannot connect to {self} (is the gateway running?)"))?
@@ -77,25 +87,70 @@ impl Target {
                 s.set_nodelay(true)?;
                 s.into()
             }
-            Target::Ws(a, path) => {
-                let s = std::net::TcpStream::connect(a).with_context(|| {
+            Target::Ws(a, path, secure) => {
+                let mut s = std::net::TcpStream::connect(a).with_context(|| {
                     format!("cannot connect to {self} (is the gateway running?)")
                 })?;
                 s.set_nodelay(true)?;
-                upgrade(&s, a, path).with_context(|| format!("{self}: WebSocket upgrade"))?;
+                s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+                if *secure {
+                    let host = a.rsplit_once(':').map_or(a.as_str(), |(h, _)| h);
+                    let mut conn = tls_session(host, cafile)?;
+                    while conn.is_handshaking() {
+                        conn.complete_io(&mut s)
+                            .with_context(|| format!("{self}: TLS handshake"))?;
+                    }
+                    let mut io = rustls::Stream::new(&mut conn, &mut s);
+                    upgrade(&mut io, a, path)
+                        .with_context(|| format!("{self}: WebSocket upgrade"))?;
+                    tls = Some(Box::new(conn));
+                } else {
+                    upgrade(&mut s, a, path)
+                        .with_context(|| format!("{self}: WebSocket upgrade"))?;
+                }
+                s.set_read_timeout(None)?;
                 s.into()
             }
         };
         rustix::io::ioctl_fionbio(&fd, true)?;
-        Ok(fd)
+        Ok(Connected { fd, tls })
     }
 }
 
-/// The client side of the WebSocket upgrade, on a blocking socket: the request, and the
+/// A TLS session for `host`, trusting `cafile` (else the system's bundle).
+fn tls_session(
+    host: &str,
+    cafile: Option<&std::path::Path>,
+) -> anyhow::Result<rustls::ClientConnection> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let ca = cafile.unwrap_or(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt"));
+    let mut roots = rustls::RootCertStore::empty();
+    for c in
+        CertificateDer::pem_file_iter(ca).with_context(|| format!("--cafile {}", ca.display()))?
+    {
+        roots.add(c.with_context(|| format!("--cafile {}", ca.display()))?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(host.to_string())
+        .with_context(|| format!("{host:?} is not a name TLS can check"))?;
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name)?;
+    // Room for a few writes' worth of plaintext while the socket is full.
+    conn.set_buffer_limit(Some(4 << 20));
+    Ok(conn)
+}
+
+/// The client side of the WebSocket upgrade, on a blocking stream: the request, and the
 /// response's head (read a byte at a time, so nothing after it is taken).
-fn upgrade(mut s: &std::net::TcpStream, host: &str, path: &str) -> anyhow::Result<()> {
-    use std::io::{Read, Write};
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+fn upgrade(
+    s: &mut (impl std::io::Read + std::io::Write),
+    host: &str,
+    path: &str,
+) -> anyhow::Result<()> {
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -117,7 +172,6 @@ fn upgrade(mut s: &std::net::TcpStream, host: &str, path: &str) -> anyhow::Resul
     if !first.contains(" 101") {
         bail!("the server answered {first:?}, not 101 Switching Protocols");
     }
-    s.set_read_timeout(None)?;
     Ok(())
 }
 
@@ -137,18 +191,17 @@ mod tests {
         );
         assert_eq!(
             "ws://h:1".parse::<Target>().unwrap(),
-            Target::Ws("h:1".into(), "/".into())
+            Target::Ws("h:1".into(), "/".into(), false)
         );
         assert_eq!(
-            "ws://h:1/in".parse::<Target>().unwrap(),
-            Target::Ws("h:1".into(), "/in".into())
+            "wss://h:1/in".parse::<Target>().unwrap(),
+            Target::Ws("h:1".into(), "/in".into(), true)
         );
         for (bad, says) in [
             ("unix:", "socket path"),
             ("tcp:h", "HOST:PORT"),
             ("tcp:h:99999", "HOST:PORT"),
             ("ws://x", "HOST:PORT"),
-            ("wss://x:1/", "not supported"),
             ("/a/b", "expected unix:PATH"),
         ] {
             let e = bad.parse::<Target>().unwrap_err().to_string();

@@ -446,6 +446,64 @@ fn ws_targets_deliver_every_event_to_ringways_ws_server() {
     assert!(err.contains("not supported over ws://"), "{err}");
 }
 
+/// A `wss://` target, trusting a CA made here (`--cafile`): the same delivery over TLS.
+#[test]
+fn wss_targets_deliver_every_event() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let p = |n: &str| dir.path().join(n);
+    std::fs::write(p("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(p("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(p("key.pem"), key.serialize_pem()).unwrap();
+    let gw = ringway(
+        dir.path(),
+        &format!(
+            "\n[[sources]]\ntype = \"ws_server\"\nname = \"ws\"\nurl = \"127.0.0.1:0\"\npreprocessors = [\"separate\"]\ntls = {{ cert = \"{}\", key = \"{}\" }}\n",
+            p("cert.pem").display(),
+            p("key.pem").display()
+        ),
+    );
+    let url = gw
+        .log()
+        .lines()
+        .find_map(|l| {
+            let rest = &l[l.find("listening on wss://")? + "listening on ".len()..];
+            rest.split_whitespace().next().map(str::to_string)
+        })
+        .expect("a wss ws_server line")
+        .replace("127.0.0.1", "localhost");
+    let ca = p("ca.pem");
+    let (out, err) = run(&[
+        "--target",
+        &url,
+        "--cafile",
+        ca.to_str().unwrap(),
+        "--count",
+        "20000",
+        "-c",
+        "2",
+        "-k",
+        "16",
+    ]);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("sent        20000 events"), "{err}");
+    // Without the CA the handshake is refused, with the reason.
+    let (out, err) = run(&["--target", &url, "--count", "10"]);
+    assert!(!out.status.success());
+    assert!(err.contains("TLS handshake"), "{err}");
+    let log = gw.stop();
+    assert_eq!(summary_count(&log, "events_in="), 20000, "{log}");
+    assert_eq!(summary_count(&log, "dead_lettered="), 0, "{log}");
+}
+
 #[test]
 fn tick_coalescing_is_charged_to_latency() {
     let dir = tempfile::tempdir().unwrap();
@@ -688,9 +746,9 @@ fn unreachable_targets_and_bad_options_are_clear_errors() {
     let (out, err) = run(&["--count", "1"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(err.contains("--target is required"), "{err}");
-    let (out, err) = run(&["--target", "wss://h:1", "--count", "1"]);
+    let (out, err) = run(&["--target", "unix:/x", "--cafile", "/x.pem", "--count", "1"]);
     assert_ne!(out.status.code(), Some(0));
-    assert!(err.contains("wss:// is not supported"), "{err}");
+    assert!(err.contains("--cafile is for wss://"), "{err}");
     let (out, err) = run(&["--target", "ws://127.0.0.1:1/", "--count", "1"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(err.contains("cannot connect to ws://127.0.0.1:1/"), "{err}");

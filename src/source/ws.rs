@@ -498,7 +498,10 @@ async fn send_control<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     m: Message,
 ) -> bool {
-    matches!(tokio::time::timeout(CONTROL_SEND, ws.send(m)).await, Ok(Ok(())))
+    matches!(
+        tokio::time::timeout(CONTROL_SEND, ws.send(m)).await,
+        Ok(Ok(()))
+    )
 }
 
 async fn tick(i: &mut Option<tokio::time::Interval>) {
