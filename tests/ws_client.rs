@@ -160,52 +160,11 @@ fn server_killed_and_restarted_loses_nothing() {
     assert!(delays[3..].iter().all(|&d| d == 1000), "{delays:?}");
 }
 
-/// A CA and a server certificate for `localhost`, made here, and another CA.
-struct Pki(tempfile::TempDir);
-
-impl Pki {
-    fn new() -> Pki {
-        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-        let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
-        for (prefix, server) in [("ca", true), ("other", false)] {
-            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params
-                .distinguished_name
-                .push(rcgen::DnType::CommonName, format!("ringway test {prefix}"));
-            let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-            write(&format!("{prefix}.pem"), ca.pem());
-            if server {
-                let key = KeyPair::generate().unwrap();
-                let cert = CertificateParams::new(vec!["localhost".to_string()])
-                    .unwrap()
-                    .signed_by(&key, &ca)
-                    .unwrap();
-                write("server.pem", cert.pem());
-                write("server.key", key.serialize_pem());
-                let ckey = KeyPair::generate().unwrap();
-                let client = CertificateParams::new(vec!["ringway-client".to_string()])
-                    .unwrap()
-                    .signed_by(&ckey, &ca)
-                    .unwrap();
-                write("client.pem", client.pem());
-                write("client.key", ckey.serialize_pem());
-            }
-        }
-        Pki(dir)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.path().join(name).to_string_lossy().into_owned()
-    }
-}
-
 #[test]
 fn wss_with_cafile_and_a_wrong_ca_or_domain() {
     let pki = Pki::new();
     let port = free_port();
-    let got = pki.0.path().join("peer.ndjson");
+    let got = pki.root().join("peer.ndjson");
     let _peer = peer(
         port,
         &got,
@@ -382,7 +341,7 @@ fn a_server_that_reads_late_gets_everything_once() {
 fn client_certificate_for_a_server_that_asks_for_one() {
     let pki = Pki::new();
     let port = free_port();
-    let got = pki.0.path().join("peer.ndjson");
+    let got = pki.root().join("peer.ndjson");
     let _peer = peer(
         port,
         &got,

@@ -278,42 +278,6 @@ fn silent_client_is_closed_by_keepalive() {
     gw.stop();
 }
 
-/// A CA and a server certificate for `localhost`, made here; another CA for the wrong case.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-        let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
-        for (prefix, server) in [("ca", true), ("other", false)] {
-            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params
-                .distinguished_name
-                .push(rcgen::DnType::CommonName, format!("ringway test {prefix}"));
-            let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-            write(&format!("{prefix}.pem"), ca.pem());
-            if server {
-                let key = KeyPair::generate().unwrap();
-                let cert = CertificateParams::new(vec!["localhost".to_string()])
-                    .unwrap()
-                    .signed_by(&key, &ca)
-                    .unwrap();
-                write("server.pem", cert.pem());
-                write("server.key", key.serialize_pem());
-            }
-        }
-        Pki { dir }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).to_string_lossy().into_owned()
-    }
-}
-
 #[test]
 fn wss_with_a_ca_made_here() {
     let pki = Pki::new();
@@ -369,7 +333,7 @@ fn bad_tls_files_and_typos_are_refused() {
     let pki = Pki::new();
     let missing = format!(
         "tls = {{ cert = \"{}/nope.pem\", key = \"{}\" }}",
-        pki.dir.path().display(),
+        pki.root().display(),
         pki.path("server.key")
     );
     let r = Gateway::configure(&config(&missing, "")).expect_failure();

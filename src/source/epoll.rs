@@ -52,28 +52,18 @@ pub struct Shared {
 pub async fn run_source(src: Arc<SourceRt>, listener: OwnedFd, shared: Shared) -> io::Result<()> {
     let tcp = matches!(src.cfg, crate::config::SourceConfig::TcpServer(_));
     let listener = AsyncListener::new(listener, tcp)?;
-    let stop = stopped(shared.stop.clone());
-    tokio::pin!(stop);
-    let retired = src.retired();
-    tokio::pin!(retired);
+    let ended = accepting_ends(&src, &shared);
+    tokio::pin!(ended);
     let mut warn = RateLimit::new(5);
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
-            _ = &mut stop => break,
-            _ = &mut retired => break,
+            _ = &mut ended => break,
             r = listener.accept() => match r {
                 Ok(stream) => {
                     tasks.spawn(connection(src.clone(), stream, shared.clone()));
                 }
-                Err(e) => {
-                    Counters::add(&shared.counters.accept_errors, 1);
-                    if warn.allow().is_some() {
-                        tracing::warn!(source = %src.meta.name, error = %e,
-                            "accept failed; backing off {ACCEPT_BACKOFF:?} and listening on");
-                    }
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
+                Err(e) => accept_failed(&src, &shared, &mut warn, e).await,
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
@@ -112,6 +102,29 @@ pub async fn run_source(src: Arc<SourceRt>, listener: OwnedFd, shared: Shared) -
     drop(listener);
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Resolves when a source's accept loop is to end: shutdown, or `reload` removed the source.
+pub(super) async fn accepting_ends(src: &SourceRt, shared: &Shared) {
+    tokio::select! {
+        _ = stopped(shared.stop.clone()) => {}
+        _ = src.retired() => {}
+    }
+}
+
+/// An accept failed (EMFILE, say): count it, warn (rate-limited), back off, listen on.
+pub(super) async fn accept_failed(
+    src: &SourceRt,
+    shared: &Shared,
+    warn: &mut RateLimit,
+    e: io::Error,
+) {
+    Counters::add(&shared.counters.accept_errors, 1);
+    if warn.allow().is_some() {
+        tracing::warn!(source = %src.meta.name, error = %e,
+            "accept failed; backing off {ACCEPT_BACKOFF:?} and listening on");
+    }
+    tokio::time::sleep(ACCEPT_BACKOFF).await;
 }
 
 /// A UNIX or TCP listener, registered with tokio.

@@ -38,13 +38,12 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use super::conn::{Conn, IngestCtx};
-use super::epoll::{stopped, with_decoder, ActiveGuard, Shared};
+use super::epoll::{accept_failed, accepting_ends, stopped, with_decoder, ActiveGuard, Shared};
 use super::{tcp, Listener, SourceRt};
 use crate::config::{SourceConfig, TcpServerConfig, WsServerConfig};
 use crate::sink::reply::Outbox;
 use crate::telemetry::{Counters, RateLimit};
 
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long a client has to answer our close frame when no shutdown deadline applies.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// How long sending a ping or close frame may wait for a client that reads nothing.
@@ -143,29 +142,19 @@ pub async fn run(src: Arc<SourceRt>, shared: Shared) -> io::Result<()> {
     std_listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(std_listener)?;
     let slots = Arc::new(Semaphore::new(config_of(&src).max_connections));
-    let stop = stopped(shared.stop.clone());
-    tokio::pin!(stop);
-    let retired = src.retired();
-    tokio::pin!(retired);
+    let ended = accepting_ends(&src, &shared);
+    tokio::pin!(ended);
     let mut warn = RateLimit::new(5);
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
-            _ = &mut stop => break,
-            _ = &mut retired => break,
+            _ = &mut ended => break,
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     let permit = Arc::clone(&slots).try_acquire_owned().ok();
                     tasks.spawn(connection(Arc::clone(&src), stream, peer, permit, shared.clone()));
                 }
-                Err(e) => {
-                    Counters::add(&shared.counters.accept_errors, 1);
-                    if warn.allow().is_some() {
-                        tracing::warn!(source = %src.meta.name, error = %e,
-                            "accept failed; backing off {ACCEPT_BACKOFF:?} and listening on");
-                    }
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
+                Err(e) => accept_failed(&src, &shared, &mut warn, e).await,
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }

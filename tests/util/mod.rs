@@ -9,16 +9,20 @@
 //! - [`event`] (events.rs) is the generated event format shared with
 //!   `tests/clients/produce.py`, and [`SeqChecker`] checks delivered lines against it:
 //!   byte-exact, per-connection order, no gaps, no duplicates.
+//! - [`Pki`] (pki.rs) makes a CA and certificates for the TLS tests.
 #![allow(dead_code)]
 
 mod events;
 mod peer;
+mod pki;
 
 // Not every test binary uses every helper.
 #[allow(unused_imports)]
 pub use events::*;
 #[allow(unused_imports)]
 pub use peer::*;
+#[allow(unused_imports)]
+pub use pki::Pki;
 
 use std::ffi::OsString;
 use std::fs;
