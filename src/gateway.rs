@@ -86,15 +86,11 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
     let started = std::time::Instant::now();
     raise_fd_limit();
     let mode = choose_loop(&cfg)?;
-    // With io_uring the runtime carries the control socket and the reply writers, and the
-    // WebSocket sources, which parse on it: as many threads as workers when there is one.
-    let has_ws = cfg.sources.iter().any(|s| s.kind() == SourceKind::WsServer);
+    // With io_uring the runtime carries the control socket, the reply writers and the
+    // WebSocket sources (which parse on it, and may be added by `reload`): as many threads as
+    // workers either way (idle ones cost nothing).
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(if mode == Loop::Epoll || has_ws {
-            cfg.workers.get()
-        } else {
-            1
-        })
+        .worker_threads(cfg.workers.get())
         .thread_name("ringway-rt")
         .enable_all()
         .build()

@@ -338,3 +338,41 @@ fn removing_a_paused_source_ends_its_connections(mode: &str) {
     assert_eq!(s.events_out, 100);
     assert_eq!(count_lines(&gw.path("out.ndjson")), 100);
 }
+
+/// A ws_server added by `reload` takes WebSocket clients at once; removed, its clients get a
+/// close frame (1001, "this source was removed") after what they sent is delivered.
+#[test]
+fn a_ws_server_added_and_removed_live() {
+    let mut gw = Gateway::start(&config("uring", &["in"], ""));
+    let ws_source = "\n[[sources]]\nname = \"ws\"\ntype = \"ws_server\"\nurl = \"127.0.0.1:0\"\n";
+    rewrite(&gw, &config("uring", &["in", ws_source], ""));
+    let out = reload_ok(&gw);
+    assert!(out.contains("source ws added (ws://127.0.0.1:"), "{out}");
+    let url = sources(&gw)
+        .into_iter()
+        .find(|(n, _)| n == "ws")
+        .map(|(_, a)| a)
+        .unwrap();
+    let sent = Client::python(
+        "ws_client.py",
+        &[&url, "send", "--conn", "11", "--count", "300"],
+    )
+    .finish();
+    assert_eq!(sent["sent"], 300);
+    let held = Client::python("ws_client.py", &[&url, "hold", "--seconds", "20"]);
+    wait_until(PATIENCE, "the held client connected", || {
+        !held.lines().is_empty() && conn_ids_of(&gw, "ws").len() == 1
+    });
+    rewrite(&gw, &config("uring", &["in"], ""));
+    let out = reload_ok(&gw);
+    assert!(out.contains("source ws removed"), "{out}");
+    let r = held.finish();
+    assert_eq!(r["close_code"], 1001, "{r}");
+    let s = gw.stop();
+    assert_eq!(s.events_in, 300);
+    let mut check = SeqChecker::new(PAD);
+    for line in read_lines(&gw.path("out.ndjson")) {
+        check.push(&line);
+    }
+    assert_eq!(check.lines, 300);
+}
