@@ -129,37 +129,19 @@ when_full = "block"
 
     // Phase 2: read everything; every event arrives exactly once, in per-connection order.
     let mut check = SeqChecker::new(BIG_PAD);
-    let mut carry = Vec::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut idle_since = Instant::now();
     let mut reads = 0u64;
-    while check.lines < PRODUCERS * PER_PRODUCER {
-        let n = fifo
-            .read_timeout(&mut buf, Duration::from_millis(200))
-            .unwrap();
-        if n == 0 {
-            assert!(
-                idle_since.elapsed() < Duration::from_secs(60),
-                "sink stalled at {} of {} events; sent {} bytes",
-                check.lines,
-                PRODUCERS * PER_PRODUCER,
-                sent()
-            );
-            continue;
-        }
-        idle_since = Instant::now();
-        carry.extend_from_slice(&buf[..n]);
-        let mut start = 0;
-        while let Some(pos) = carry[start..].iter().position(|b| *b == b'\n') {
-            check.push(&carry[start..start + pos]);
-            start += pos + 1;
-        }
-        carry.drain(..start);
-        reads += 1;
-        if reads.is_multiple_of(64) {
-            max_rss = max_rss.max(gw.rss_kib());
-        }
-    }
+    let mut rest = fifo.read_checked(
+        &mut check,
+        PRODUCERS * PER_PRODUCER,
+        Duration::from_secs(60),
+        || {
+            reads += 1;
+            if reads.is_multiple_of(64) {
+                max_rss = max_rss.max(gw.rss_kib());
+            }
+        },
+        || format!("sent {} bytes", sent()),
+    );
     assert!(
         max_rss < RSS_LIMIT_KIB,
         "gateway RSS reached {max_rss} KiB (limit {RSS_LIMIT_KIB} KiB)"
@@ -171,7 +153,7 @@ when_full = "block"
 
     // Nothing more after the last expected event: no duplicates at the end.
     drop(fifo.keeper.take());
-    let mut rest = carry;
+    let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = fifo.read_timeout(&mut buf, Duration::from_secs(5)).unwrap();
         if n == 0 {

@@ -419,25 +419,13 @@ when_full = "block"
     assert!(gw.rss_kib() < 150 * 1024, "RSS {} KiB", gw.rss_kib());
     // Now read everything.
     let mut check = SeqChecker::new(pad);
-    let (mut carry, mut buf) = (Vec::new(), vec![0u8; 1 << 16]);
-    let began = Instant::now();
-    while check.lines < count {
-        let n = fifo
-            .read_timeout(&mut buf, Duration::from_millis(200))
-            .unwrap();
-        assert!(
-            began.elapsed() < Duration::from_secs(120),
-            "stuck at {}",
-            check.lines
-        );
-        carry.extend_from_slice(&buf[..n]);
-        let mut start = 0;
-        while let Some(pos) = carry[start..].iter().position(|b| *b == b'\n') {
-            check.push(&carry[start..start + pos]);
-            start += pos + 1;
-        }
-        carry.drain(..start);
-    }
+    fifo.read_checked(
+        &mut check,
+        count,
+        Duration::from_secs(60),
+        || {},
+        String::new,
+    );
     assert_eq!(client.finish()["sent"].as_u64(), Some(count));
     let s = gw.stop();
     assert_eq!((s.events_in, s.events_out, s.dropped), (count, count, 0));

@@ -44,27 +44,40 @@ impl Conn {
         }
     }
 
-    /// Frame and decode `data`. Returns true when the open batch has reached its bounds and
-    /// should be sent before more is read.
-    pub fn feed(&mut self, ctx: &IngestCtx<'_>, dec: &mut Decoder, data: &[u8]) -> bool {
-        self.bytes += data.len() as u64;
-        let flatten = flatten(ctx, dec);
-        let mut sink = FrameSink {
+    /// The framer, and the sink its frames go to (this connection's batch and counts).
+    #[inline]
+    fn parts<'a>(
+        &'a mut self,
+        ctx: &IngestCtx<'a>,
+        dec: &'a mut Decoder,
+        hint: usize,
+        flatten: bool,
+    ) -> (&'a mut Framer, FrameSink<'a>) {
+        let sink = FrameSink {
             meta: &self.meta,
             batch: &mut self.batch,
             dec,
             events: &mut self.events,
             dead: &mut self.dead,
             latency_field: ctx.latency_field,
-            hint: ctx
-                .channel
-                .batch_max_bytes
-                .get()
-                .min(data.len().max(4096) * 2),
+            hint,
             flatten,
         };
-        self.framer
-            .feed(ctx.framing, data, &mut |frame| sink.frame(frame));
+        (&mut self.framer, sink)
+    }
+
+    /// How much a new batch reserves for `len` bytes received.
+    fn hint(ctx: &IngestCtx<'_>, len: usize) -> usize {
+        ctx.channel.batch_max_bytes.get().min(len.max(4096) * 2)
+    }
+
+    /// Frame and decode `data`. Returns true when the open batch has reached its bounds and
+    /// should be sent before more is read.
+    pub fn feed(&mut self, ctx: &IngestCtx<'_>, dec: &mut Decoder, data: &[u8]) -> bool {
+        self.bytes += data.len() as u64;
+        let flatten = flatten(ctx, dec);
+        let (framer, mut sink) = self.parts(ctx, dec, Self::hint(ctx, data.len()), flatten);
+        framer.feed(ctx.framing, data, &mut |frame| sink.frame(frame));
         self.batch_is_full(ctx)
     }
 
@@ -88,26 +101,11 @@ impl Conn {
         } else {
             dec.codec() == crate::codec::Codec::Json
         };
-        let mut sink = FrameSink {
-            meta: &self.meta,
-            batch: &mut self.batch,
-            dec,
-            events: &mut self.events,
-            dead: &mut self.dead,
-            latency_field: ctx.latency_field,
-            hint: ctx
-                .channel
-                .batch_max_bytes
-                .get()
-                .min(data.len().max(4096) * 2),
-            flatten,
-        };
+        let (framer, mut sink) = self.parts(ctx, dec, Self::hint(ctx, data.len()), flatten);
         if split {
-            self.framer
-                .end_message(ctx.framing, &mut |frame| sink.frame(frame));
+            framer.end_message(ctx.framing, &mut |frame| sink.frame(frame));
         } else {
-            self.framer
-                .whole(ctx.framing, data, &mut |frame| sink.frame(frame));
+            framer.whole(ctx.framing, data, &mut |frame| sink.frame(frame));
         }
         self.batch_is_full(ctx)
     }
@@ -115,18 +113,8 @@ impl Conn {
     /// The peer is gone (EOF, error, or shutdown): flush the unterminated last line.
     pub fn finish(&mut self, ctx: &IngestCtx<'_>, dec: &mut Decoder) {
         let flatten = flatten(ctx, dec);
-        let mut sink = FrameSink {
-            meta: &self.meta,
-            batch: &mut self.batch,
-            dec,
-            events: &mut self.events,
-            dead: &mut self.dead,
-            latency_field: ctx.latency_field,
-            hint: 4096,
-            flatten,
-        };
-        self.framer
-            .finish(ctx.framing, &mut |frame| sink.frame(frame));
+        let (framer, mut sink) = self.parts(ctx, dec, 4096, flatten);
+        framer.finish(ctx.framing, &mut |frame| sink.frame(frame));
     }
 
     fn batch_is_full(&self, ctx: &IngestCtx<'_>) -> bool {

@@ -287,6 +287,45 @@ impl Fifo {
         }
     }
 
+    /// Reads until `check` has taken `lines` lines (each checked as it comes), calling
+    /// `each_read` after every read; returns the bytes read past the last whole line. Panics
+    /// when nothing arrives for `idle`, with `context()`.
+    pub fn read_checked(
+        &mut self,
+        check: &mut super::SeqChecker,
+        lines: u64,
+        idle: Duration,
+        mut each_read: impl FnMut(),
+        context: impl Fn() -> String,
+    ) -> Vec<u8> {
+        let (mut carry, mut buf) = (Vec::new(), vec![0u8; 1 << 16]);
+        let mut idle_since = std::time::Instant::now();
+        while check.lines < lines {
+            let n = self
+                .read_timeout(&mut buf, Duration::from_millis(200))
+                .unwrap();
+            if n == 0 {
+                assert!(
+                    idle_since.elapsed() < idle,
+                    "sink stalled at {} of {lines} events; {}",
+                    check.lines,
+                    context()
+                );
+                continue;
+            }
+            idle_since = std::time::Instant::now();
+            carry.extend_from_slice(&buf[..n]);
+            let mut start = 0;
+            while let Some(pos) = carry[start..].iter().position(|b| *b == b'\n') {
+                check.push(&carry[start..start + pos]);
+                start += pos + 1;
+            }
+            carry.drain(..start);
+            each_read();
+        }
+        carry
+    }
+
     /// Reads what is there, waiting up to `timeout` for something; Ok(0) on timeout or EOF.
     pub fn read_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> std::io::Result<usize> {
         use std::os::unix::io::AsRawFd;
