@@ -119,7 +119,7 @@ pub struct WsClientTarget {
 
 /// `tls = true` (the system's roots is not used: give `cafile`), or `{ cafile, domain, cert,
 /// key }`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ClientTls {
     /// PEM file of the CA(s) to trust.
     pub cafile: Option<PathBuf>,
@@ -202,6 +202,31 @@ pub(super) fn duration(
     }
 }
 
+/// What every client sink (UNIX or WebSocket) has beside its target, checked.
+fn client_config(
+    target: ClientTarget,
+    buf_size: usize,
+    spool_bytes: Option<usize>,
+    reconnect: &super::RawReconnect,
+    preprocessors: Option<&[super::RawProcessor]>,
+    field: &str,
+) -> Result<ClientConfig, Error> {
+    let spool = spool_bytes.unwrap_or(16 << 20);
+    if !(4096..=16 << 30).contains(&spool) {
+        return Err(invalid(
+            format!("{field}.spool_bytes"),
+            "must be between 4096 bytes and 16 GiB",
+        ));
+    }
+    Ok(ClientConfig {
+        target,
+        buf_size: NonZeroUsize::new(buf_size).expect("a checked, non-zero buf_size"),
+        retry: retry(&reconnect.retry, field)?,
+        spool_bytes: NonZeroUsize::new(spool).unwrap(),
+        framing: framing(preprocessors, field)?,
+    })
+}
+
 /// A `ws_client`'s URL and TLS settings.
 fn ws_target(c: &super::RawWsClient, field: &str) -> Result<WsClientTarget, Error> {
     let bad = |m: String| invalid(format!("{field}.url"), m);
@@ -237,12 +262,7 @@ fn ws_target(c: &super::RawWsClient, field: &str) -> Result<WsClientTarget, Erro
             ))
         }
         Some(super::RawClientTls::On(false)) => None,
-        Some(super::RawClientTls::On(true)) => Some(ClientTls {
-            cafile: None,
-            domain: None,
-            cert: None,
-            key: None,
-        }),
+        Some(super::RawClientTls::On(true)) => Some(ClientTls::default()),
         Some(super::RawClientTls::With(o)) => {
             if o.cert.is_some() != o.key.is_some() {
                 return Err(invalid(
@@ -257,12 +277,7 @@ fn ws_target(c: &super::RawWsClient, field: &str) -> Result<WsClientTarget, Erro
                 key: o.key.clone(),
             })
         }
-        None if secure => Some(ClientTls {
-            cafile: None,
-            domain: None,
-            cert: None,
-            key: None,
-        }),
+        None if secure => Some(ClientTls::default()),
         None => None,
     };
     if tls.is_some() && !secure {
@@ -361,20 +376,14 @@ impl RawSink {
                         ))
                     }
                 };
-                let spool = c.spool_bytes.unwrap_or(16 << 20);
-                if !(4096..=16 << 30).contains(&spool) {
-                    return Err(invalid(
-                        format!("{field}.spool_bytes"),
-                        "must be between 4096 bytes and 16 GiB",
-                    ));
-                }
-                let cfg = ClientConfig {
-                    target: ClientTarget::Unix(c.path),
-                    buf_size: NonZeroUsize::new(buf_size).unwrap(),
-                    retry: retry(&c.reconnect.retry, field)?,
-                    spool_bytes: NonZeroUsize::new(spool).unwrap(),
-                    framing: framing(c.preprocessors.as_deref(), field)?,
-                };
+                let cfg = client_config(
+                    ClientTarget::Unix(c.path),
+                    buf_size,
+                    c.spool_bytes,
+                    &c.reconnect,
+                    c.preprocessors.as_deref(),
+                    field,
+                )?;
                 let fmt = format(field, c.codec, c.postprocessors, c.metadata)?;
                 (
                     plain(SinkKind::Client(Box::new(cfg)), fmt, c.name),
@@ -382,14 +391,14 @@ impl RawSink {
                 )
             }
             RawSink::WsClient(c) => {
-                let spool = c.spool_bytes.unwrap_or(16 << 20);
-                if !(4096..=16 << 30).contains(&spool) {
-                    return Err(invalid(
-                        format!("{field}.spool_bytes"),
-                        "must be between 4096 bytes and 16 GiB",
-                    ));
-                }
-                let target = ws_target(&c, field)?;
+                let cfg = client_config(
+                    ClientTarget::Ws(ws_target(&c, field)?),
+                    64 * 1024,
+                    c.spool_bytes,
+                    &c.reconnect,
+                    c.preprocessors.as_deref(),
+                    field,
+                )?;
                 let fmt = format(field, c.codec, c.postprocessors, c.metadata)?;
                 if fmt.separator != Some(b'\n') {
                     return Err(invalid(
@@ -397,13 +406,6 @@ impl RawSink {
                         "a ws_client sends one message per event: keep the default separator",
                     ));
                 }
-                let cfg = ClientConfig {
-                    target: ClientTarget::Ws(target),
-                    buf_size: NonZeroUsize::new(64 * 1024).unwrap(),
-                    retry: retry(&c.reconnect.retry, field)?,
-                    spool_bytes: NonZeroUsize::new(spool).unwrap(),
-                    framing: framing(c.preprocessors.as_deref(), field)?,
-                };
                 (
                     plain(SinkKind::Client(Box::new(cfg)), fmt, c.name),
                     c.inputs,

@@ -338,8 +338,4 @@ impl Running {
     pub fn take_epoll_tasks(&self) -> Vec<tokio::task::JoinHandle<()>> {
         std::mem::take(&mut self.epoll_tasks.lock().unwrap())
     }
-
-    pub fn workers(&self) -> usize {
-        self.workers
-    }
 }
