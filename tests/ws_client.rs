@@ -381,3 +381,27 @@ fn client_certificate_for_a_server_that_asks_for_one() {
     assert_eq!(count_lines(&got), 100, "nothing more got through");
     assert!(exit_detail(&gw.stderr(), "connect_failures") >= 2);
 }
+
+/// A ws_client config with a mistake is refused at `check`, naming the field.
+#[test]
+fn bad_ws_client_configs_are_refused() {
+    let sink = |extra: &str| {
+        format!(
+            "[[sources]]\nname = \"in\"\ntype = \"unix_socket_server\"\npath = \"/tmp/x.sock\"\n\n\
+             [[sinks]]\ntype = \"ws_client\"\n{extra}\n"
+        )
+    };
+    for (extra, field) in [
+        ("url = \"http://h:1/\"", "url"),
+        ("url = \"ws://h:notaport/\"", "url"),
+        ("url = \"ws://:1/\"", "url"),
+        ("url = \"ws://h:1/\"\ntls = true", "tls"),
+        ("url = \"wss://h:1/\"\ntls = false", "tls"),
+        ("url = \"wss://h:1/\"\ntls = { cert = \"c.pem\" }", "tls"),
+        ("url = \"ws://h:1/\"\npostprocessors = []", "postprocessors"),
+        ("url = \"ws://h:1/\"\nspool_bytes = 10", "spool_bytes"),
+        ("url = \"ws://h:1/\"\nbinray = true", "binray"),
+    ] {
+        check_refuses(&sink(extra), field);
+    }
+}
