@@ -28,8 +28,9 @@ mod common;
 
 use common::{conn_meta, XorShift};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringway::channel::{bounded, Batch};
+use ringway::channel::bounded;
 use ringway::config::WhenFull;
+use ringway::event::Batch;
 use ringway::telemetry::Counters;
 
 /// The allocator the gateway ships with.

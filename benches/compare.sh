@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's performance table, measured in one run (ratios cancel the noise of a shared
+# The performance table of docs/performance.md, measured in one run (ratios cancel the noise of a shared
 # machine): peak ingest (ringway uring / epoll / naive tokio baseline / parse limit), latency at
 # 10/50/80% of peak (open loop), RSS per idle connection, and scaling over connection counts.
 #

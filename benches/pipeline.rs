@@ -34,11 +34,12 @@ mod common;
 use common::{conn_meta, XorShift};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use memchr::{memchr_iter, memmem};
-use ringway::channel::{bounded, Batch};
+use ringway::channel::bounded;
 use ringway::codec::{Codec, Decoder};
 use ringway::config::{ChannelConfig, WhenFull};
+use ringway::event::Batch;
 use ringway::framing::FramingConfig;
-use ringway::source::conn::{Conn, IngestCtx};
+use ringway::ingest::{Conn, IngestCtx};
 use ringway::telemetry::Counters;
 
 /// The allocator the gateway ships with.

@@ -7,186 +7,15 @@
 //! [`WhenFull`]: `block` hands the batch back so the producer stops reading (backpressure), and
 //! `drop_newest` drops the batch and counts its events.
 //!
-//! A batch holds its events back to back in one `Vec<u8>`, each followed by `b'\n'`, so the common
-//! sink (raw events, newline separated) writes a whole batch with one call. Copying the event bytes
-//! out of the receive buffer into `Batch::data` is the one copy between the kernel and the sink.
-//! What it does not do: look inside events.
+//! What it does not do: look inside events (a [`Batch`] is `event`'s).
 
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::codec::Codec;
 use crate::config::WhenFull;
+use crate::event::Batch;
 use crate::telemetry::Counters;
-
-/// Who sent a batch: fixed for the life of a connection, shared by all its batches.
-#[derive(Debug)]
-pub struct ConnMeta {
-    pub source: Arc<SourceMeta>,
-    /// Unique for the life of the process.
-    pub id: u64,
-    /// SO_PEERCRED of a UNIX peer (else 0, u32::MAX, u32::MAX).
-    pub pid: i32,
-    pub uid: u32,
-    pub gid: u32,
-    /// The address of a TCP peer.
-    pub peer_addr: Option<std::net::SocketAddr>,
-    /// `{"meta":{…},"event":` rendered once per connection for `metadata = "envelope"`.
-    pub envelope_prefix: Box<[u8]>,
-    /// Where a `reply` sink writes this connection's events back (when there is one).
-    pub reply: Option<crate::sink::reply::ReplyHandle>,
-    pub opened: std::time::Instant,
-    pub counters: crate::telemetry::ConnCounters,
-    /// The io_uring worker reading it (None: an epoll task, or a file).
-    pub worker: Option<usize>,
-    /// Notified when the control socket asks for this connection to be closed (epoll).
-    pub close: tokio::sync::Notify,
-}
-
-impl ConnMeta {
-    /// A reply sink holds more for this connection than its queue bound: stop reading from it.
-    #[inline]
-    pub fn reply_backlogged(&self) -> bool {
-        self.reply.as_ref().is_some_and(|r| r.backlogged())
-    }
-}
-
-/// What every connection of a source shares.
-#[derive(Debug)]
-pub struct SourceMeta {
-    pub name: String,
-    pub kind: crate::config::SourceKind,
-    /// The socket path, listening address or file, as configured.
-    pub path: String,
-    pub codec: Codec,
-    /// `[telemetry] latency_field`: events' stamps are read into [`Batch::stamps`].
-    pub latency_field: Option<String>,
-    /// The event stream (the channel's lane) this source's batches go to.
-    pub stream: usize,
-    pub counters: crate::telemetry::SourceCounters,
-    /// `pause` / `resume` from the control socket.
-    pub pause: crate::control::Pause,
-}
-
-/// A line that could not become an event, with the bytes to show for it.
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    /// `invalid_json`, `invalid_utf8`, `oversized`, `incomplete`.
-    pub kind: &'static str,
-    pub detail: String,
-    /// 1-based line number within the connection.
-    pub line: u64,
-    /// Length of the whole line in bytes.
-    pub len: u64,
-    /// At most [`DEAD_LETTER_RAW_MAX`] leading bytes of the line.
-    pub raw: Vec<u8>,
-}
-
-/// How many leading bytes of a bad line a dead-letter record keeps.
-pub const DEAD_LETTER_RAW_MAX: usize = 4096;
-
-/// Events of one connection, in order, plus the lines of it that were dead-lettered.
-#[derive(Debug)]
-pub struct Batch {
-    pub conn: Arc<ConnMeta>,
-    /// Event bytes, each followed by `b'\n'`.
-    pub data: Vec<u8>,
-    /// End offset in `data` of each event (its `b'\n'` excluded); the next one starts one byte later.
-    pub ends: Vec<u32>,
-    pub dead: Vec<DeadLetter>,
-    /// `CLOCK_MONOTONIC` ns when the batch was opened: the receive completion of its first bytes.
-    pub born: u64,
-    /// With `latency_field` configured, each event's stamp (or `NO_STAMP`); else empty.
-    pub stamps: Vec<u64>,
-    /// Empty unless a WebSocket source received some of these events in binary messages: then
-    /// one flag per event (tremor's `$ws_server.binary`), for a `ws_client` to send them alike.
-    pub binary: Vec<bool>,
-}
-
-impl Batch {
-    pub fn new(conn: Arc<ConnMeta>, bytes_hint: usize) -> Batch {
-        let (mut data, ends) = pool::take();
-        data.reserve(bytes_hint);
-        Batch {
-            conn,
-            data,
-            ends,
-            dead: Vec::new(),
-            born: crate::telemetry::mono_ns(),
-            stamps: Vec::new(),
-            binary: Vec::new(),
-        }
-    }
-
-    #[inline]
-    pub fn push(&mut self, event: &[u8]) {
-        self.data.extend_from_slice(event);
-        self.ends.push(self.data.len() as u32);
-        self.data.push(b'\n');
-    }
-
-    pub fn events(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty() && self.dead.is_empty()
-    }
-
-    /// The events, without their separators.
-    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        let mut start = 0usize;
-        self.ends.iter().map(move |&end| {
-            let e = &self.data[start..end as usize];
-            start = end as usize + 1;
-            e
-        })
-    }
-}
-
-impl Drop for Batch {
-    fn drop(&mut self) {
-        pool::give(
-            std::mem::take(&mut self.data),
-            std::mem::take(&mut self.ends),
-        );
-    }
-}
-
-/// Batch buffers come back here when a batch has been written, and new batches take them, so
-/// that a steady stream reuses the same memory instead of faulting in fresh pages (buffers are
-/// made by the source threads and freed by the sink side, which allocators handle poorly).
-mod pool {
-    use std::sync::Mutex;
-
-    /// Buffers kept at most; beyond that they are freed.
-    const KEEP: usize = 512;
-    /// Larger buffers (a batch that held a huge line) are not kept.
-    const MAX_CAPACITY: usize = 4 << 20;
-
-    static POOL: Mutex<Vec<(Vec<u8>, Vec<u32>)>> = Mutex::new(Vec::new());
-
-    pub(super) fn take() -> (Vec<u8>, Vec<u32>) {
-        POOL.lock()
-            .ok()
-            .and_then(|mut p| p.pop())
-            .unwrap_or_default()
-    }
-
-    pub(super) fn give(mut data: Vec<u8>, mut ends: Vec<u32>) {
-        if data.capacity() == 0 || data.capacity() > MAX_CAPACITY {
-            return;
-        }
-        data.clear();
-        ends.clear();
-        if let Ok(mut p) = POOL.lock() {
-            if p.len() < KEEP {
-                p.push((data, ends));
-            }
-        }
-    }
-}
 
 /// The producing half; clone one per worker. A batch goes to the lane of its stream
 /// (`SourceMeta::stream`); a lane closes when the last sender is dropped.
@@ -330,7 +159,7 @@ impl Sender {
 
     #[inline]
     fn lane(&self, b: &Batch) -> &mpsc::Sender<Batch> {
-        self.lanes[b.conn.source.stream]
+        self.lanes[b.stream()]
             .as_ref()
             .expect("a batch sent on a lane its sender does not hold")
     }

@@ -32,28 +32,9 @@
 use simd_json::tape::Node;
 use simd_json::{Buffers, ErrorType, StaticNode, Tape, INPUT_PADDING};
 
-use crate::telemetry::hist::NO_STAMP;
+use crate::event::{DeadLetterKind, NO_STAMP};
 
-/// How the lines of a source are validated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Codec {
-    /// One JSON document per line.
-    Json,
-    /// UTF-8 text.
-    String,
-    /// Anything.
-    Binary,
-}
-
-impl std::fmt::Display for Codec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Codec::Json => "json",
-            Codec::String => "string",
-            Codec::Binary => "binary",
-        })
-    }
-}
+pub use crate::event::Codec;
 
 /// Why a line was rejected.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -72,10 +53,10 @@ pub enum Error {
 impl Error {
     /// A stable, `snake_case` label for dead-letter records and metrics.
     #[must_use]
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> DeadLetterKind {
         match self {
-            Error::InvalidJson { .. } => "invalid_json",
-            Error::InvalidUtf8 { .. } => "invalid_utf8",
+            Error::InvalidJson { .. } => DeadLetterKind::InvalidJson,
+            Error::InvalidUtf8 { .. } => DeadLetterKind::InvalidUtf8,
         }
     }
 }
@@ -141,7 +122,7 @@ impl Decoder {
 
     /// As [`Decoder::check`], and also returns the value of the top-level integer field
     /// `field` (the event's send time, for the latency histogram), or
-    /// [`crate::telemetry::hist::NO_STAMP`] if the line is not an object with such a field
+    /// [`crate::event::NO_STAMP`] if the line is not an object with such a field
     /// holding a non-negative integer. Codecs other than json never carry a stamp.
     ///
     /// # Errors
@@ -394,7 +375,7 @@ mod tests {
             let err = json(doc).expect_err(&String::from_utf8_lossy(doc));
             assert_eq!(
                 err.kind(),
-                "invalid_json",
+                DeadLetterKind::InvalidJson,
                 "{}: {err}",
                 String::from_utf8_lossy(doc)
             );
@@ -425,7 +406,7 @@ mod tests {
     #[test]
     fn trailing_data_is_rejected() {
         let err = json(br#"{"a":1} x"#).unwrap_err();
-        assert_eq!(err.kind(), "invalid_json");
+        assert_eq!(err.kind(), DeadLetterKind::InvalidJson);
         assert!(json(br#"{"a":1}{"b":2}"#).is_err());
         assert!(json(b"1 2").is_err());
     }
@@ -434,7 +415,7 @@ mod tests {
     fn empty_and_blank_lines_are_rejected() {
         for doc in [&b""[..], b" ", b" \t \r"] {
             let err = json(doc).unwrap_err();
-            assert_eq!(err.kind(), "invalid_json");
+            assert_eq!(err.kind(), DeadLetterKind::InvalidJson);
         }
     }
 
@@ -442,7 +423,7 @@ mod tests {
     fn invalid_utf8_in_a_json_string_is_rejected() {
         let err = json(b"{\"a\":\"caf\xe9\"}").unwrap_err();
         assert_eq!(err, Error::InvalidUtf8 { valid_up_to: 9 });
-        assert_eq!(err.kind(), "invalid_utf8");
+        assert_eq!(err.kind(), DeadLetterKind::InvalidUtf8);
         // an encoded surrogate is not UTF-8 either
         assert!(json(b"\"\xed\xa0\x80\"").is_err());
     }

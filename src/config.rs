@@ -143,11 +143,16 @@ impl Config {
         Ok(c)
     }
 
-    /// The embedded default, with `@SOCKET@` replaced by a per-user runtime path.
+    /// The embedded default ([`default_toml`]).
     pub fn embedded_default() -> Result<Config, Error> {
-        let path = default_socket_path();
-        Self::from_toml(&DEFAULT_CONFIG.replace("@SOCKET@", &path.to_string_lossy()))
+        Self::from_toml(&default_toml())
     }
+}
+
+/// The embedded default config as TOML, with `@SOCKET@` replaced by this user's runtime path
+/// (what `ringway default-config` prints, so a file made from it runs as the default does).
+pub fn default_toml() -> String {
+    DEFAULT_CONFIG.replace("@SOCKET@", &default_socket_path().to_string_lossy())
 }
 
 /// `$XDG_RUNTIME_DIR/ringway.sock`, else `/tmp/ringway-<uid>.sock`.

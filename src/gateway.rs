@@ -10,13 +10,17 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use crate::channel::{self, SourceMeta};
+use crate::channel;
 use crate::config::{ClientTarget, Config, IoMode, SinkKind, SourceKind, StreamOrigin};
 use crate::control::commands::{Control, SetLogLevel, SinkView};
-use crate::control::{server, Registry};
-use crate::sink::{self, client, reply::ReplyHub};
+use crate::control::server;
+use crate::event::Shutdown;
+use crate::event::SourceMeta;
+use crate::reply::ReplyHub;
+use crate::sink::{self, client};
 use crate::source::running::{self, ReadLoop, Running};
-use crate::source::{epoll, unix, uring, Common, Listener, Shutdown};
+use crate::source::Registry;
+use crate::source::{epoll, unix, uring, Common, Listener};
 use crate::telemetry::{report, Counters, SinkCounters, Snapshot};
 
 #[derive(Debug, thiserror::Error)]

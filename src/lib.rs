@@ -2,6 +2,7 @@
 //!
 //! ```text
 //!  clients ──UNIX / TCP socket──▶ source (io_uring worker per core, or epoll)
+//!  clients ──WebSocket (ws/wss)──▶ source (a tokio task per connection)
 //!  a file (read once, or followed) ──▶ source (a thread of its own)
 //!                             │  multishot accept, multishot recv into a provided-buffer ring
 //!                             ▼
@@ -16,30 +17,43 @@
 //!                             ▼
 //!                           sink thread ──▶ file / stdout / null  (+ the dead-letter sink)
 //!                             ├──▶ reply: back down the connection each event came from
-//!                             └──▶ unix_socket_client: a spool and a writer thread per peer;
-//!                                  the peer's answers come back as an event stream of their own
+//!                             └──▶ unix_socket_client / ws_client: a spool and a writer thread
+//!                                  per peer; the peer's answers come back as an event stream
+//!
+//!  beside it: the control socket (stats, pause, resume, close, reload, drain, …) and /metrics
 //! ```
 //!
 //! # Layout
-//! - [`config`]: TOML → validated, typed [`config::Config`] (once, at start).
+//! Dependencies point down this list (a module imports only modules below it):
+//! - [`gateway`]: wiring, signals and the shutdown order.
+//! - [`control`]: the control socket (commands, `ctl`, `reload`) and the metrics endpoint.
 //! - [`source`]: the listeners and read loops: [`source::uring`] (the only `unsafe` module),
-//!   [`source::epoll`], the socket-path rules in [`source::unix`], TCP listeners in
-//!   [`source::tcp`], the file source in [`source::file`], and per-connection ingest in
-//!   [`source::conn`].
+//!   [`source::epoll`] (the tokio readiness loop), [`source::ws`] (WebSocket), the socket-path
+//!   rules in [`source::unix`], TCP listeners in [`source::tcp`], the file source in
+//!   [`source::file`], and the live connections' [`source::Registry`].
+//! - [`sink`]: the sink thread, outputs and encodings (raw, envelope, dead-letter records) and
+//!   the client sinks ([`sink::client`]).
+//! - [`ingest`]: per-connection framing + codec + batching ([`ingest::Conn`], [`ingest::Feeder`]).
+//! - [`reply`]: the way back: a bounded reply queue per connection, filled by the `reply` sink.
+//! - [`channel`]: the bounded lanes of batches and the `when_full` policy.
+//! - [`config`]: TOML → validated, typed [`config::Config`].
 //! - [`framing`]: line splitting with per-connection carry and `max_length`.
 //! - [`codec`]: json (simd-json), string (UTF-8), binary.
-//! - [`channel`]: batches and the bounded channel with its `when_full` policy.
-//! - [`sink`]: the sink thread, outputs and encodings (raw, envelope, dead-letter records), the
-//!   reply queues ([`sink::reply`]) and the client sinks ([`sink::client`]).
-//! - [`telemetry`]: counters and the summary line.
-//! - [`gateway`]: wiring, signals and the shutdown order.
+//! - [`telemetry`]: counters, histograms, the summary line, report and Prometheus text.
+//! - [`socket`]: a connected UNIX/TCP socket registered with tokio.
+//! - [`event`]: the shared vocabulary (batches, metadata, dead-letter kinds, shutdown and pause
+//!   signals, the reply-target trait); it imports nothing else of the crate.
 
 pub mod channel;
 pub mod codec;
 pub mod config;
 pub mod control;
+pub mod event;
 pub mod framing;
 pub mod gateway;
+pub mod ingest;
+pub mod reply;
 pub mod sink;
+pub mod socket;
 pub mod source;
 pub mod telemetry;

@@ -44,7 +44,7 @@ enum Command {
     },
     /// Print the embedded default config (a starting point for your own file).
     DefaultConfig,
-    /// Ask a running gateway over its control socket (see README, "Control socket").
+    /// Ask a running gateway over its control socket (see docs/operations.md, "Control socket").
     Ctl(CtlArgs),
 }
 
@@ -122,7 +122,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Some(Command::DefaultConfig) => {
-            print!("{}", ringway::config::DEFAULT_CONFIG);
+            print!("{}", ringway::config::default_toml());
             return Ok(ExitCode::SUCCESS);
         }
         Some(Command::Run { config }) => Config::from_file(&config)

@@ -14,7 +14,8 @@ pub mod report;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
-pub use hist::{mono_ns, Histograms};
+pub use crate::event::{mono_ns, ConnCounters, SourceCounters};
+pub use hist::Histograms;
 
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -62,23 +63,6 @@ pub struct Counters {
     pub ws_messages_too_big: AtomicU64,
     /// Latency and batch-size histograms (recorded by the sink thread).
     pub histograms: Mutex<Histograms>,
-}
-
-/// One source's share of the counters (for `stats` and `/metrics`): added to once per batch.
-#[derive(Debug, Default)]
-pub struct SourceCounters {
-    pub events_in: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub dead_lettered: AtomicU64,
-    pub connections_accepted: AtomicU64,
-    pub connections_active: AtomicU64,
-}
-
-/// One connection's counters (for `connections`): added to once per batch.
-#[derive(Debug, Default)]
-pub struct ConnCounters {
-    pub events_in: AtomicU64,
-    pub bytes_in: AtomicU64,
 }
 
 /// One sink's counters: added to once per batch written.

@@ -281,3 +281,31 @@ fn sigint_stops_like_sigterm() {
         "socket unlinked on clean exit"
     );
 }
+
+#[test]
+fn default_config_prints_a_runnable_file() {
+    // `ringway default-config > f.toml` must give a file that runs as the default does: the
+    // socket placeholder is filled in with this user's runtime path.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .arg("default-config")
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains("@SOCKET@"), "placeholder left in:\n{text}");
+    let sock = dir.path().join("ringway.sock");
+    assert!(
+        text.contains(sock.to_str().unwrap()),
+        "the runtime path {} is not in:\n{text}",
+        sock.display()
+    );
+    let checked = check(&text);
+    assert!(
+        checked.status.success(),
+        "stderr:\n{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}

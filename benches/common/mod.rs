@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use ringway::channel::{ConnMeta, SourceMeta};
-use ringway::codec::Codec;
+use ringway::event::{Codec, ConnMeta, SourceKind, SourceMeta};
 
 /// xorshift64: the same corpus on every run, without a dependency.
 pub struct XorShift(pub u64);
@@ -21,27 +20,15 @@ impl XorShift {
 /// The metadata of connection `id` of a json source named "bench".
 #[allow(dead_code)] // not every bench builds batches
 pub fn conn_meta(id: u64) -> Arc<ConnMeta> {
-    Arc::new(ConnMeta {
-        source: Arc::new(SourceMeta {
-            name: "bench".into(),
-            kind: ringway::config::SourceKind::UnixSocketServer,
-            path: "/run/ringway-bench.sock".into(),
-            codec: Codec::Json,
-            latency_field: None,
-            stream: 0,
-            counters: Default::default(),
-            pause: Default::default(),
-        }),
-        id,
-        pid: 0,
-        uid: u32::MAX,
-        gid: u32::MAX,
-        peer_addr: None,
-        envelope_prefix: Box::default(),
-        reply: None,
-        opened: std::time::Instant::now(),
+    let source = Arc::new(SourceMeta {
+        name: "bench".into(),
+        kind: SourceKind::UnixSocketServer,
+        path: "/run/ringway-bench.sock".into(),
+        codec: Codec::Json,
+        latency_field: None,
+        stream: 0,
         counters: Default::default(),
-        worker: None,
-        close: Default::default(),
-    })
+        pause: Default::default(),
+    });
+    Arc::new(ConnMeta::new(source, id))
 }

@@ -59,6 +59,24 @@ impl Peer {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
+    /// The first line of its stderr that contains `needle`, waiting for it (a gateway prints a
+    /// line per source after it has bound them all, so the first socket can answer before the
+    /// last source's line is written).
+    fn log_line(&self, needle: &str) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(l) = self.log().lines().find(|l| l.contains(needle)) {
+                return l.to_string();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no line with {needle:?} in:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGTERM, wait, and return stderr (ringway's ends with its summary line).
     fn stop(mut self) -> String {
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
@@ -418,12 +436,10 @@ fn ws_targets_deliver_every_event_to_ringways_ws_server() {
         "\n[[sources]]\ntype = \"ws_server\"\nname = \"ws\"\nurl = \"127.0.0.1:0\"\npreprocessors = [\"separate\"]\n",
     );
     let url = gw
-        .log()
-        .lines()
-        .find_map(|l| {
-            let rest = &l[l.find("listening on ws://")? + "listening on ".len()..];
-            rest.split_whitespace().next().map(str::to_string)
-        })
+        .log_line("listening on ws://")
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next().map(str::to_string))
         .expect("a ws_server line");
     let (out, err) = run(&["--target", &url, "--count", "30000", "-c", "4", "-k", "32"]);
     assert!(out.status.success(), "{err}");
@@ -472,12 +488,10 @@ fn wss_targets_deliver_every_event() {
         ),
     );
     let url = gw
-        .log()
-        .lines()
-        .find_map(|l| {
-            let rest = &l[l.find("listening on wss://")? + "listening on ".len()..];
-            rest.split_whitespace().next().map(str::to_string)
-        })
+        .log_line("listening on wss://")
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next().map(str::to_string))
         .expect("a wss ws_server line")
         .replace("127.0.0.1", "localhost");
     let ca = p("ca.pem");

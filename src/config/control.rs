@@ -93,9 +93,7 @@ impl RawControl {
         }
         let path = self.path.unwrap_or_else(|| default_control_path(sources));
         let parent_len = path.parent().map_or(1, |p| p.as_os_str().len().max(1));
-        if path.as_os_str().len() > 107
-            || parent_len + crate::source::unix::PRIVATE_PATH_EXTRA > 107
-        {
+        if path.as_os_str().len() > 107 || parent_len + super::values::PRIVATE_PATH_EXTRA > 107 {
             return Err(invalid(
                 "control.path",
                 format!("{} is too long for a UNIX socket path", path.display()),

@@ -352,14 +352,14 @@ impl RawUnixServer {
         // sun_path holds 108 bytes including the terminating NUL; the socket is first bound in
         // a private directory beside the target, whose path is a little longer.
         let parent_len = self.path.parent().map_or(1, |p| p.as_os_str().len().max(1));
-        if parent_len + crate::source::unix::PRIVATE_PATH_EXTRA > 107 {
+        if parent_len + super::values::PRIVATE_PATH_EXTRA > 107 {
             return Err(invalid(
                 format!("{field}.path"),
                 format!(
                     "the directory of {} is {parent_len} bytes long; a UNIX socket path holds at \
                      most 107 bytes and ringway needs {} more to bind safely: use a shorter directory",
                     self.path.display(),
-                    crate::source::unix::PRIVATE_PATH_EXTRA
+                    super::values::PRIVATE_PATH_EXTRA
                 ),
             ));
         }
@@ -466,33 +466,4 @@ fn single_byte(s: &str) -> Result<u8, String> {
     }
 }
 
-/// Where a stream of events comes from: a source's type, or a client sink's replies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceKind {
-    UnixSocketServer,
-    TcpServer,
-    WsServer,
-    File,
-    UnixSocketClient,
-    WsClient,
-}
-
-impl SourceKind {
-    /// As written in the config, and as the key of the envelope's metadata.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SourceKind::UnixSocketServer => "unix_socket_server",
-            SourceKind::TcpServer => "tcp_server",
-            SourceKind::WsServer => "ws_server",
-            SourceKind::File => "file",
-            SourceKind::UnixSocketClient => "unix_socket_client",
-            SourceKind::WsClient => "ws_client",
-        }
-    }
-}
-
-impl std::fmt::Display for SourceKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::event::SourceKind;

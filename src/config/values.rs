@@ -105,3 +105,8 @@ pub(super) fn resolve_id(v: &NameOrId, kind: IdKind) -> Result<u32, String> {
         .and_then(|(_, id)| id.parse().ok())
         .ok_or_else(|| format!("no {what} named {name:?} in {file}; give a name or a numeric id"))
 }
+
+/// Extra bytes the private bind path of a UNIX socket (see `source::unix`) adds to the socket's
+/// directory: `/.rw<pid>.<index>.<nonce>/s` (at most 4 + 7 + 1 + 3 + 1 + 8 + 2 = 26). Paths are
+/// checked against it when the config is validated.
+pub const PRIVATE_PATH_EXTRA: usize = 32;

@@ -6,10 +6,11 @@ use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
-use super::Registry;
-use crate::channel::{LaneGauge, SourceMeta};
+use crate::channel::LaneGauge;
 use crate::config::{Config, SinkConfig};
+use crate::event::SourceMeta;
 use crate::sink::client::Spool;
+use crate::source::Registry;
 use crate::telemetry::{hgrm, report, Counters, SinkCounters};
 
 /// Sets the log filter; returns an error message for a bad directive.

@@ -38,10 +38,11 @@ use tokio::sync::Notify;
 
 use super::ws_link::WsLink;
 use super::Delivery;
-use crate::channel::{ConnMeta, Sender, SourceMeta};
+use crate::channel::Sender;
 use crate::config::{ChannelConfig, ClientConfig, ClientTarget, Retry, SinkConfig, SinkKind};
-use crate::source::feeder::Feeder;
-use crate::source::Shutdown;
+use crate::event::Shutdown;
+use crate::event::{ConnMeta, SourceMeta};
+use crate::ingest::Feeder;
 use crate::telemetry::Counters;
 
 /// How long a blocked write waits before looking at the shutdown clock again.
@@ -551,26 +552,7 @@ impl Client {
             .a
             .ids
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let meta = Arc::new(ConnMeta {
-            envelope_prefix: super::encode::envelope_prefix(
-                &self.a.replies,
-                id,
-                (0, u32::MAX, u32::MAX),
-                None,
-            )
-            .into_boxed_slice(),
-            source: Arc::clone(&self.a.replies),
-            id,
-            pid: 0,
-            uid: u32::MAX,
-            gid: u32::MAX,
-            peer_addr: None,
-            reply: None,
-            opened: Instant::now(),
-            counters: Default::default(),
-            worker: None,
-            close: Default::default(),
-        });
+        let meta = Arc::new(ConnMeta::new(Arc::clone(&self.a.replies), id));
         Feeder::new(
             meta,
             self.a.cfg.framing.clone(),

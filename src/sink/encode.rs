@@ -7,9 +7,9 @@
 
 use std::io::Write;
 
-use crate::channel::{Batch, ConnMeta, DeadLetter, SourceMeta};
 use crate::codec::Codec;
 use crate::config::{Format, MetadataMode, SourceKind};
+use crate::event::{Batch, ConnMeta, DeadLetter, SourceMeta};
 
 /// Append `bytes` as a quoted JSON string.
 pub fn json_str(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -58,6 +58,19 @@ fn escape_into(out: &mut Vec<u8>, s: &str) {
         start = i + 1;
     }
     out.extend_from_slice(&b[start..]);
+}
+
+/// The connection's envelope prefix, rendered the first time a sink needs it.
+fn envelope(conn: &ConnMeta) -> &[u8] {
+    conn.envelope.get_or_init(|| {
+        envelope_prefix(
+            &conn.source,
+            conn.id,
+            (conn.pid, conn.uid, conn.gid),
+            conn.peer_addr,
+        )
+        .into_boxed_slice()
+    })
 }
 
 /// `{"meta":{"source":…,"<kind>":{…}},"event":`, rendered once per connection. The inner object is
@@ -144,7 +157,7 @@ pub fn batch(out: &mut Vec<u8>, format: &Format, batch: &Batch) {
 /// Append one event of connection `conn` in `format`.
 pub fn event(out: &mut Vec<u8>, format: &Format, conn: &ConnMeta, e: &[u8]) {
     if format.metadata == MetadataMode::Envelope {
-        out.extend_from_slice(&conn.envelope_prefix);
+        out.extend_from_slice(envelope(conn));
     }
     if needs_quoting(format, conn.source.codec) {
         json_str(out, e);
@@ -162,7 +175,7 @@ pub fn event(out: &mut Vec<u8>, format: &Format, conn: &ConnMeta, e: &[u8]) {
 /// Append one dead-letter record as a JSON line.
 pub fn dead_letter(out: &mut Vec<u8>, conn: &ConnMeta, d: &DeadLetter) {
     out.extend_from_slice(b"{\"error\":");
-    json_str(out, d.kind.as_bytes());
+    json_str(out, d.kind.as_str().as_bytes());
     out.extend_from_slice(b",\"detail\":");
     json_str(out, d.detail.as_bytes());
     out.extend_from_slice(b",\"source\":");

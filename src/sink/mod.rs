@@ -24,7 +24,7 @@
 pub mod client;
 pub mod encode;
 mod output;
-pub mod reply;
+
 mod ws_link;
 
 use std::io::IoSlice;
@@ -36,9 +36,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::Notify;
 
-use crate::channel::{Batch, Receiver};
+use crate::channel::Receiver;
 use crate::config::{Config, SinkConfig, SinkKind};
-use crate::source::Shutdown;
+use crate::event::Batch;
+use crate::event::Shutdown;
 use crate::telemetry::{Counters, RateLimit, SinkCounters};
 use output::Output;
 
@@ -118,7 +119,7 @@ pub struct Wiring {
     /// Woken when a spool has room again.
     pub room: Arc<Notify>,
     /// The reply sink's connections, for `route_field`.
-    pub reply_hub: Option<Arc<reply::ReplyHub>>,
+    pub reply_hub: Option<Arc<crate::reply::ReplyHub>>,
     /// Live changes (`reload`).
     pub reconfig: Arc<Reconfig>,
     /// Each sink's counters, by sink index.
@@ -195,7 +196,7 @@ enum Target {
 
 /// `route_field`: the connection id is read from each event.
 struct Router {
-    hub: Arc<reply::ReplyHub>,
+    hub: Arc<crate::reply::ReplyHub>,
     field: String,
     dec: crate::codec::Decoder,
 }
@@ -621,7 +622,8 @@ impl Sink {
             };
             if self.passthrough {
                 // Each event ends after its newline.
-                q.push(&b.data, b.ends.iter().map(|&e| e as usize + 1), counters);
+                let mut ends = b.ends.iter().map(|&e| e as usize + 1);
+                Counters::add(&counters.replies_dropped, q.push(&b.data, &mut ends));
             } else {
                 scratch.clear();
                 self.ends.clear();
@@ -629,7 +631,8 @@ impl Sink {
                     encode::event(&mut scratch, &self.cfg.format, &b.conn, e);
                     self.ends.push(scratch.len());
                 }
-                q.push(&scratch, self.ends.iter().copied(), counters);
+                let dropped = q.push(&scratch, &mut self.ends.iter().copied());
+                Counters::add(&counters.replies_dropped, dropped);
             }
         }
         scratch.clear();

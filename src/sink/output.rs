@@ -9,8 +9,8 @@ use std::io::{self, IoSlice, Write};
 use std::os::unix::fs::OpenOptionsExt;
 
 use super::Error;
-use crate::channel::{ConnMeta, DeadLetter};
 use crate::config::{FileMode, SinkConfig, SinkKind};
+use crate::event::{ConnMeta, DeadLetter};
 use crate::telemetry::RateLimit;
 
 pub enum Output {

@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
 
 use super::client::Item;
 use crate::config::{ClientTls, WsClientTarget};
-use crate::source::feeder::Feeder;
+use crate::ingest::Feeder;
 
 /// How long a connect and the TLS and WebSocket handshakes may take.
 const HANDSHAKE: Duration = Duration::from_secs(10);

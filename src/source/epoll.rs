@@ -12,15 +12,17 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use rustix::net::SocketFlags;
 use tokio::sync::watch;
 
-use super::conn::{Conn, IngestCtx};
-use super::{Shutdown, SourceRt};
+use super::SourceRt;
 use crate::codec::{Codec, Decoder, Decoders};
 use crate::config::ChannelConfig;
+use crate::event::Shutdown;
+use crate::ingest::{Conn, IngestCtx};
+use crate::socket::Stream;
 use crate::telemetry::{Counters, RateLimit};
 
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -172,62 +174,6 @@ impl AsyncListener {
             }
         }?;
         Stream::from_fd(fd, matches!(self, AsyncListener::Tcp(_)))
-    }
-}
-
-/// A connected UNIX or TCP socket, registered with tokio (also used by the reply writers).
-pub enum Stream {
-    Unix(tokio::net::UnixStream),
-    Tcp(tokio::net::TcpStream),
-}
-
-impl Stream {
-    /// Register a connected socket; call inside the runtime.
-    pub fn from_fd(fd: OwnedFd, tcp: bool) -> io::Result<Stream> {
-        Ok(if tcp {
-            let s = std::net::TcpStream::from(fd);
-            s.set_nonblocking(true)?;
-            Stream::Tcp(tokio::net::TcpStream::from_std(s)?)
-        } else {
-            let s = std::os::unix::net::UnixStream::from(fd);
-            s.set_nonblocking(true)?;
-            Stream::Unix(tokio::net::UnixStream::from_std(s)?)
-        })
-    }
-
-    pub async fn readable(&self) -> io::Result<()> {
-        match self {
-            Stream::Unix(s) => s.readable().await,
-            Stream::Tcp(s) => s.readable().await,
-        }
-    }
-
-    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.try_read(buf),
-            Stream::Tcp(s) => s.try_read(buf),
-        }
-    }
-
-    pub async fn writable(&self) -> io::Result<()> {
-        match self {
-            Stream::Unix(s) => s.writable().await,
-            Stream::Tcp(s) => s.writable().await,
-        }
-    }
-
-    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.try_write(buf),
-            Stream::Tcp(s) => s.try_write(buf),
-        }
-    }
-
-    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        match self {
-            Stream::Unix(s) => s.as_fd(),
-            Stream::Tcp(s) => s.as_fd(),
-        }
     }
 }
 

@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::feeder::Feeder;
-use super::{Shutdown, SourceRt};
+use super::SourceRt;
 use crate::config::{ChannelConfig, FileSourceConfig, SourceConfig};
+use crate::event::Shutdown;
+use crate::ingest::Feeder;
 use crate::telemetry::Counters;
 
 /// How often a followed file is looked at when there is nothing new.

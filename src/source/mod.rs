@@ -1,16 +1,15 @@
 //! Sources: where events come from.
 //!
-//! In: connections on the configured sockets. Out: [`Batch`](crate::channel::Batch)es on the
+//! In: connections on the configured sockets. Out: [`Batch`](crate::event::Batch)es on the
 //! channel. The read loop exists twice, behind one interface: [`uring`] (io_uring, the default)
 //! and [`epoll`] (tokio, for kernels or sandboxes that refuse io_uring, and our baseline). Both
-//! feed the same per-connection state ([`conn::Conn`]), so framing, decoding, batching and dead
+//! feed the same per-connection state ([`crate::ingest::Conn`]), so framing, decoding, batching and dead
 //! letters behave the same whatever the loop. What this module does not do: write to sinks.
 
 pub mod balance;
-pub mod conn;
 pub mod epoll;
-pub mod feeder;
 pub mod file;
+pub mod registry;
 pub mod running;
 pub mod tcp;
 pub mod unix;
@@ -18,14 +17,14 @@ pub mod uring;
 pub mod ws;
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use crate::channel::{ConnMeta, Sender, SourceMeta};
-use crate::config::{SourceConfig, SourceKind};
-use crate::control::Registry;
-use crate::sink::reply::{Outbox, ReplyHub, RoomHook};
+use crate::channel::Sender;
+use crate::config::SourceConfig;
+use crate::event::{ConnMeta, ReplyTarget, SourceKind, SourceMeta};
+use crate::reply::{Outbox, ReplyHub, RoomHook};
+pub use registry::Registry;
 
 /// A source's listening sockets, kept open by the gateway until every worker has stopped.
 pub enum Listener {
@@ -233,7 +232,7 @@ impl SourceRt {
         let meta = self.build_meta(None, peer_addr, None, |id| {
             let (handle, out) = self.reply.as_ref()?.outbox(id);
             outbox = Some(out);
-            Some(handle)
+            Some(Box::new(handle) as Box<dyn ReplyTarget>)
         });
         self.registry.add(&meta);
         (meta, outbox)
@@ -259,12 +258,14 @@ impl SourceRt {
         let worker = fd.and_then(|(_, w)| w);
         self.build_meta(cred, peer_addr, worker.map(|(w, _)| w), |id| {
             match (&self.reply, fd) {
-                (Some(hub), Some((fd, _))) => hub.attach(
-                    fd,
-                    id,
-                    self.meta.kind == SourceKind::TcpServer,
-                    worker.map(|(_, hook)| Arc::clone(hook)),
-                ),
+                (Some(hub), Some((fd, _))) => hub
+                    .attach(
+                        fd,
+                        id,
+                        self.meta.kind == SourceKind::TcpServer,
+                        worker.map(|(_, hook)| Arc::clone(hook)),
+                    )
+                    .map(|h| Box::new(h) as Box<dyn ReplyTarget>),
                 _ => None,
             }
         })
@@ -275,30 +276,20 @@ impl SourceRt {
         cred: Option<(i32, u32, u32)>,
         peer_addr: Option<std::net::SocketAddr>,
         worker: Option<usize>,
-        reply: impl FnOnce(u64) -> Option<crate::sink::reply::ReplyHandle>,
+        reply: impl FnOnce(u64) -> Option<Box<dyn ReplyTarget>>,
     ) -> Arc<ConnMeta> {
         let id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        let cred = cred.unwrap_or((0, u32::MAX, u32::MAX));
-        let envelope_prefix = crate::sink::encode::envelope_prefix(&self.meta, id, cred, peer_addr)
-            .into_boxed_slice();
-        let reply = reply(id);
+        let mut meta = ConnMeta::new(Arc::clone(&self.meta), id);
+        if let Some((pid, uid, gid)) = cred {
+            (meta.pid, meta.uid, meta.gid) = (pid, uid, gid);
+        }
+        meta.peer_addr = peer_addr;
+        meta.reply = reply(id);
+        meta.worker = worker;
         let c = &self.meta.counters;
         c.connections_accepted.fetch_add(1, Ordering::Relaxed);
         c.connections_active.fetch_add(1, Ordering::Relaxed);
-        Arc::new(ConnMeta {
-            source: Arc::clone(&self.meta),
-            id,
-            pid: cred.0,
-            uid: cred.1,
-            gid: cred.2,
-            peer_addr,
-            envelope_prefix,
-            reply,
-            opened: Instant::now(),
-            counters: Default::default(),
-            worker,
-            close: Default::default(),
-        })
+        Arc::new(meta)
     }
 }
 
@@ -358,35 +349,5 @@ impl SourceTable {
         let gone = std::mem::take(&mut *self.entries.lock().unwrap());
         self.version.fetch_add(1, Ordering::Release);
         drop(gone);
-    }
-}
-
-/// The shutdown signal every worker watches: requested once, with a deadline for reading.
-#[derive(Default)]
-pub struct Shutdown {
-    requested: AtomicBool,
-    deadline: OnceLock<Instant>,
-    grace: OnceLock<Duration>,
-}
-
-impl Shutdown {
-    pub fn request(&self, grace: Duration) {
-        let _ = self.grace.set(grace);
-        let _ = self.deadline.set(Instant::now() + grace);
-        self.requested.store(true, Ordering::Release);
-    }
-
-    pub fn is_requested(&self) -> bool {
-        self.requested.load(Ordering::Acquire)
-    }
-
-    pub fn deadline(&self) -> Option<Instant> {
-        self.deadline.get().copied()
-    }
-
-    /// When a failing sink stops retrying: one more grace period after the reading deadline.
-    pub fn sink_give_up(&self) -> Option<Instant> {
-        let d = self.deadline()?;
-        Some(d + self.grace.get().copied().unwrap_or_default())
     }
 }

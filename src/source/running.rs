@@ -13,10 +13,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::balance::Balance;
-use super::{epoll, file, tcp, unix, uring, ws, Common, Listener, Shutdown, SourceRt, SourceTable};
+use super::{epoll, file, tcp, unix, uring, ws, Common, Listener, SourceRt, SourceTable};
 use crate::channel::{LaneGauge, Receiver, Sender};
 use crate::config::{ChannelConfig, SourceConfig};
-use crate::sink::reply::ReplyHub;
+use crate::event::Shutdown;
+use crate::reply::ReplyHub;
 use crate::telemetry::Counters;
 
 #[derive(Debug, thiserror::Error)]

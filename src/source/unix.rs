@@ -71,10 +71,6 @@ impl Drop for BoundSocket {
     }
 }
 
-/// Extra bytes the private bind path adds to the socket's directory:
-/// `/.rw<pid>.<index>.<nonce>/s` (at most 4 + 7 + 1 + 3 + 1 + 8 + 2 = 26).
-pub const PRIVATE_PATH_EXTRA: usize = 32;
-
 /// What is at the socket path before we bind.
 enum Existing {
     Nothing,

@@ -43,12 +43,13 @@ mod stop;
 mod table;
 
 use super::balance::Balance;
-use super::{Shutdown, SourceRt, SourceTable};
+use super::{SourceRt, SourceTable};
 use crate::channel::{Offer, Sender};
 use crate::codec::Decoders;
 use crate::config::ChannelConfig;
-use crate::sink::reply::RoomHook;
-use crate::source::conn::{Conn, IngestCtx};
+use crate::event::Shutdown;
+use crate::ingest::{Conn, IngestCtx};
+use crate::reply::RoomHook;
 use crate::telemetry::{Counters, RateLimit};
 use bufring::BufRing;
 
@@ -148,7 +149,7 @@ struct Slot {
     conn: Conn,
     recv: Recv,
     backlog: VecDeque<Chunk>,
-    parked: Option<crate::channel::Batch>,
+    parked: Option<crate::event::Batch>,
     /// EOF processed: close once nothing is parked.
     done: bool,
     dirty: bool,
@@ -749,11 +750,7 @@ impl Worker {
 }
 
 /// Offer without waiting; past the shutdown deadline, wait. `Some(batch)` means park.
-fn offer(
-    sender: &Sender,
-    b: crate::channel::Batch,
-    blocking: bool,
-) -> Option<crate::channel::Batch> {
+fn offer(sender: &Sender, b: crate::event::Batch, blocking: bool) -> Option<crate::event::Batch> {
     if blocking {
         let _ = sender.send_blocking(b);
         return None;

@@ -37,11 +37,11 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use super::conn::{Conn, IngestCtx};
 use super::epoll::{accept_failed, accepting_ends, stopped, with_decoder, ActiveGuard, Shared};
 use super::{tcp, Listener, SourceRt};
 use crate::config::{SourceConfig, TcpServerConfig, WsServerConfig};
-use crate::sink::reply::Outbox;
+use crate::ingest::{Conn, IngestCtx};
+use crate::reply::Outbox;
 use crate::telemetry::{Counters, RateLimit};
 
 /// How long a client has to answer our close frame when no shutdown deadline applies.
@@ -332,7 +332,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 async fn read<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     src: &Arc<SourceRt>,
-    meta: Arc<crate::channel::ConnMeta>,
+    meta: Arc<crate::event::ConnMeta>,
     shared: &Shared,
     replies: &mut Replies,
 ) {

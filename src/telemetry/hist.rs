@@ -13,16 +13,7 @@ use hdrhistogram::Histogram;
 
 /// Latencies are clamped to one hour.
 const MAX_NS: u64 = 3_600_000_000_000;
-/// A stamp the event did not carry (the field is missing or not a non-negative integer).
-pub const NO_STAMP: u64 = u64::MAX;
-
-/// `CLOCK_MONOTONIC` now, in nanoseconds.
-#[inline]
-#[must_use]
-pub fn mono_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
+pub use crate::event::{mono_ns, NO_STAMP};
 
 /// A latency histogram: 1 ns to one hour, three significant digits (loadgen uses the same).
 #[must_use]

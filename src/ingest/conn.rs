@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
-use crate::channel::{Batch, ConnMeta, DeadLetter, DEAD_LETTER_RAW_MAX};
-use crate::codec::Decoder;
+use crate::codec::{Codec, Decoder};
 use crate::config::ChannelConfig;
+use crate::event::{Batch, ConnMeta, DeadLetter, DeadLetterKind, DEAD_LETTER_RAW_MAX};
 use crate::framing::{Frame, Framer, FramingConfig};
 use crate::telemetry::Counters;
 
@@ -99,7 +99,7 @@ impl Conn {
         let flatten = if split {
             flatten(ctx, dec)
         } else {
-            dec.codec() == crate::codec::Codec::Json
+            dec.codec() == Codec::Json
         };
         let (framer, mut sink) = self.parts(ctx, dec, Self::hint(ctx, data.len()), flatten);
         if split {
@@ -166,7 +166,7 @@ impl Conn {
 /// can only be whitespace between tokens (inside strings they must be escaped), so they are
 /// turned into spaces: the event stays the same JSON and sinks' output stays one event a line.
 fn flatten(ctx: &IngestCtx<'_>, dec: &Decoder) -> bool {
-    ctx.framing.separator != b'\n' && dec.codec() == crate::codec::Codec::Json
+    ctx.framing.separator != b'\n' && dec.codec() == Codec::Json
 }
 
 struct FrameSink<'a> {
@@ -221,14 +221,14 @@ impl FrameSink<'_> {
                 }
             }
             Frame::Oversized { head, len, line } => self.dead_letter(
-                "oversized",
+                DeadLetterKind::Oversized,
                 format!("line of {len} bytes is longer than max_length; dropped"),
                 line,
                 len,
                 head,
             ),
             Frame::Incomplete { bytes, line } => self.dead_letter(
-                "incomplete",
+                DeadLetterKind::Incomplete,
                 "the connection ended in the middle of this line".to_string(),
                 line,
                 bytes.len() as u64,
@@ -238,7 +238,14 @@ impl FrameSink<'_> {
     }
 
     #[cold]
-    fn dead_letter(&mut self, kind: &'static str, detail: String, line: u64, len: u64, raw: &[u8]) {
+    fn dead_letter(
+        &mut self,
+        kind: DeadLetterKind,
+        detail: String,
+        line: u64,
+        len: u64,
+        raw: &[u8],
+    ) {
         *self.dead += 1;
         let raw = raw[..raw.len().min(DEAD_LETTER_RAW_MAX)].to_vec();
         self.batch().dead.push(DeadLetter {

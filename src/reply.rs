@@ -1,6 +1,8 @@
-//! The `reply` sink's connection side: each connection of a source that can be replied to gets
-//! a bounded reply queue and a writer task; the sink thread appends events to the queue of the
-//! connection they came from.
+//! The way back: each connection of a source that can be replied to gets a bounded reply queue
+//! and a writer; the `reply` sink appends events to the queue of the connection they came from.
+//! The channel carries batches from the sources to the sinks; this carries replies the other
+//! way, so both the sources (which attach a queue to each connection they accept) and the sinks
+//! (which fill them) use it, and it uses neither.
 //!
 //! In: encoded events from the sink thread (never blocking it). Out: bytes written to the
 //! connection they came from, by a tokio task holding its own duplicate of the socket, so the
@@ -19,7 +21,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::config::ReplyConfig;
-use crate::source::epoll::Stream;
+use crate::event::ReplyTarget;
+use crate::socket::Stream;
 use crate::telemetry::Counters;
 
 /// Called (on the writer's thread) when a connection's queue falls back under its bound, for a
@@ -47,7 +50,10 @@ impl Route {
             Counters::add(&counters.replies_dropped, 1);
             return;
         }
-        self.0.push(bytes, [bytes.len()], counters);
+        Counters::add(
+            &counters.replies_dropped,
+            self.0.push(bytes, &mut std::iter::once(bytes.len())),
+        );
     }
 }
 
@@ -88,42 +94,40 @@ impl std::fmt::Debug for ReplyHandle {
     }
 }
 
-impl ReplyHandle {
-    /// More is queued than the bound: the source should stop reading this connection.
+impl ReplyTarget for ReplyHandle {
     #[inline]
-    pub fn backlogged(&self) -> bool {
+    fn backlogged(&self) -> bool {
         self.0.bytes.load(Ordering::Relaxed) > self.0.bound
     }
 
-    /// Notified when the queue falls back under its bound (a permit is kept if nobody waits).
-    pub fn room(&self) -> &Notify {
+    fn room(&self) -> &Notify {
         &self.0.room
     }
 
-    /// Queue `bytes` for the connection; `ends` are where its events end in `bytes`. Never
-    /// blocks.
-    pub fn push(&self, bytes: &[u8], ends: impl IntoIterator<Item = usize>, counters: &Counters) {
-        self.0.push(bytes, ends, counters);
+    fn push(&self, bytes: &[u8], ends: &mut dyn Iterator<Item = usize>) -> u64 {
+        self.0.push(bytes, ends)
     }
 }
 
 impl Queue {
-    fn push(&self, bytes: &[u8], ends: impl IntoIterator<Item = usize>, counters: &Counters) {
+    /// Queue `bytes`, whose events end at `ends`; never blocks. Returns the events dropped
+    /// instead (the connection is gone).
+    fn push(&self, bytes: &[u8], ends: &mut dyn Iterator<Item = usize>) -> u64 {
         if bytes.is_empty() {
-            return;
+            return 0;
         }
         let mut st = self.state.lock().unwrap();
         if st.dead {
-            Counters::add(&counters.replies_dropped, ends.into_iter().count() as u64);
-            return;
+            return ends.count() as u64;
         }
         let base = st.queued;
-        st.ends.extend(ends.into_iter().map(|e| base + e as u64));
+        st.ends.extend(ends.map(|e| base + e as u64));
         st.queued += bytes.len() as u64;
         st.buf.extend_from_slice(bytes);
         self.bytes.fetch_add(bytes.len(), Ordering::Relaxed);
         drop(st);
         self.wake.notify_one();
+        0
     }
 
     /// `n` more bytes were written (`written` in all): the events they finish are out.

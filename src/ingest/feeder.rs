@@ -7,9 +7,10 @@
 use std::sync::Arc;
 
 use super::conn::{Conn, IngestCtx};
-use crate::channel::{ConnMeta, Sender};
+use crate::channel::Sender;
 use crate::codec::Decoder;
 use crate::config::ChannelConfig;
+use crate::event::ConnMeta;
 use crate::framing::FramingConfig;
 use crate::telemetry::Counters;
 
