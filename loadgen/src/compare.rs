@@ -1,4 +1,4 @@
-//! `loadgen compare`: the README's performance table, measured in ONE run so that the noise of a
+//! `loadgen compare`: the performance table of docs/performance.md, measured in ONE run so that the noise of a
 //! shared machine hits every contender alike, printed with ratios.
 //!
 //! 1. Peak ingest over a UNIX socket (64 connections, json codec, null sink, closed loop):

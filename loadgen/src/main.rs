@@ -3,7 +3,7 @@
 //! - `loadgen --target unix:PATH [options]`: send events, open loop (`--rate R`) or closed loop
 //!   (`--rate max`), and report throughput and latency (see [`engine`]).
 //! - `loadgen plot A.hgrm B.hgrm -o cmp.svg`: overlay latency distributions ([`plot`]).
-//! - `loadgen compare`: the README's performance table, measured in one run ([`compare`]).
+//! - `loadgen compare`: the performance table of docs/performance.md, measured in one run ([`compare`]).
 //! - `loadgen baseline --listen PATH`: the naive reference server the table compares with.
 //!
 //! Exit status: 0 when every event was sent (and, with `--roundtrip`, answered) without error;
@@ -53,7 +53,7 @@ enum Command {
         #[arg(long, default_value = "Latency by percentile")]
         title: String,
     },
-    /// Measure the README's performance table in one run and print it with ratios.
+    /// Measure the performance table of docs/performance.md in one run and print it with ratios.
     Compare(compare::CompareArgs),
     /// The naive reference server: tokio UnixListener, BufReader::lines, serde_json::Value per
     /// line, one channel send per event. Prints `baseline events=N invalid=M` on SIGTERM/SIGINT.
