@@ -17,52 +17,124 @@ use std::sync::Mutex;
 pub use crate::event::{mono_ns, ConnCounters, SourceCounters};
 pub use hist::Histograms;
 
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Valid events accepted from sources (before the channel).
-    pub events_in: AtomicU64,
-    /// Bytes received from sources.
-    pub bytes_in: AtomicU64,
-    /// Events written to the sinks (once per event, whatever the number of sinks).
-    pub events_out: AtomicU64,
-    /// Lines sent to the dead-letter sink (invalid JSON or UTF-8, oversized, incomplete).
-    pub dead_lettered: AtomicU64,
-    /// Events dropped by `when_full = "drop_newest"`.
-    pub dropped: AtomicU64,
-    /// Dead-letter records dropped with their batch by `when_full = "drop_newest"`.
-    pub dead_letters_dropped: AtomicU64,
-    /// Events a sink could not write before the shutdown deadline.
-    pub lost_at_shutdown: AtomicU64,
-    pub connections_accepted: AtomicU64,
-    pub connections_active: AtomicU64,
-    pub accept_errors: AtomicU64,
-    pub sink_write_errors: AtomicU64,
-    /// io_uring: multishot recvs that ended because the provided-buffer ring was empty.
-    pub recv_out_of_buffers: AtomicU64,
-    /// io_uring: times a connection was parked because the channel was full.
-    pub parked: AtomicU64,
-    /// io_uring: armed recvs that missed a wake-up (EOF or data) and were re-armed.
-    pub recv_stalls_recovered: AtomicU64,
-    /// Reply sink: events that could not be written back (connection gone or closed for not
-    /// reading within `write_timeout`).
-    pub replies_dropped: AtomicU64,
-    /// Reply sink: connections closed because they took no replies for `write_timeout`.
-    pub reply_timeouts: AtomicU64,
-    /// Client sinks: connections made again after one was lost.
-    pub reconnects: AtomicU64,
-    /// Client sinks: connection attempts that failed.
-    pub connect_failures: AtomicU64,
-    /// Client sinks: events written again after a connection broke in the middle of their batch
-    /// (the peer may have read some of them twice).
-    pub resent: AtomicU64,
-    /// Client sinks whose circuit is open now (`max_retries` failed attempts in a row).
-    pub circuits_open: AtomicU64,
-    /// ws_server: connections whose TLS handshake or WebSocket upgrade failed or timed out.
-    pub ws_handshake_failures: AtomicU64,
-    /// ws_server: connections closed (1009) for a message over `max_message_size`.
-    pub ws_messages_too_big: AtomicU64,
-    /// Latency and batch-size histograms (recorded by the sink thread).
-    pub histograms: Mutex<Histograms>,
+/// Where a counter shows on the exit line (`stopped: …` before the summary line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// In the summary line itself (`summary events_in=… events_out=… dead_lettered=… dropped=…`).
+    Summary,
+    /// Always, under this key.
+    Always(&'static str),
+    /// Only when it is not 0.
+    NonZero,
+    /// Not on the exit line (a gauge that is 0 once the gateway has stopped).
+    No,
+}
+
+/// How `/metrics` exposes a counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prom {
+    /// A gateway-wide counter of this name (`_total` added by the encoder).
+    Counter(&'static str),
+    /// A gateway-wide gauge of this name.
+    Gauge(&'static str),
+    /// Per source, labelled (see `prometheus`), not as a total.
+    PerSource,
+}
+
+/// One row of the counters' table.
+#[derive(Debug, Clone, Copy)]
+pub struct CounterInfo {
+    /// The field's name: the key in `stats` totals and `report.json`.
+    pub name: &'static str,
+    pub help: &'static str,
+    pub exit: Exit,
+    pub prom: Prom,
+}
+
+/// The gateway-wide counters, declared once: each becomes a field of [`Counters`] and of
+/// [`Snapshot`] (so of `stats` totals and `report.json`), a row of [`COUNTERS`] that the exit
+/// line and the Prometheus families are made from. A counter cannot be missing from one of them.
+macro_rules! counters {
+    ($( $name:ident: $help:literal, exit = $exit:expr, prom = $prom:expr; )*) => {
+        #[derive(Debug, Default)]
+        pub struct Counters {
+            $( #[doc = $help] pub $name: AtomicU64, )*
+            /// Latency and batch-size histograms (recorded by the sink thread).
+            pub histograms: Mutex<Histograms>,
+        }
+
+        /// A point-in-time copy of [`Counters`].
+        #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[serde(default)]
+        pub struct Snapshot {
+            $( #[doc = $help] pub $name: u64, )*
+        }
+
+        /// Every counter, in the order the exit line and `/metrics` show them.
+        pub const COUNTERS: &[CounterInfo] = &[
+            $( CounterInfo { name: stringify!($name), help: $help, exit: $exit, prom: $prom }, )*
+        ];
+
+        impl Counters {
+            pub fn snapshot(&self) -> Snapshot {
+                Snapshot { $( $name: self.$name.load(Relaxed), )* }
+            }
+        }
+
+        impl Snapshot {
+            /// Each counter's row and value, in table order.
+            pub fn rows(&self) -> impl Iterator<Item = (&'static CounterInfo, u64)> {
+                COUNTERS.iter().zip([$( self.$name, )*])
+            }
+        }
+    };
+}
+
+counters! {
+    events_in: "Valid events accepted from sources (before the channel).",
+        exit = Exit::Summary, prom = Prom::PerSource;
+    bytes_in: "Bytes received from sources.",
+        exit = Exit::Always("bytes_in"), prom = Prom::PerSource;
+    events_out: "Events written to the sinks (once per event, whatever the number of sinks).",
+        exit = Exit::Summary, prom = Prom::Counter("ringway_events_delivered");
+    dead_lettered: "Lines sent to the dead-letter sink (invalid JSON or UTF-8, oversized, incomplete).",
+        exit = Exit::Summary, prom = Prom::PerSource;
+    dropped: "Events dropped by when_full = \"drop_newest\".",
+        exit = Exit::Summary, prom = Prom::Counter("ringway_events_dropped");
+    dead_letters_dropped: "Dead-letter records dropped with their batch by when_full = \"drop_newest\".",
+        exit = Exit::NonZero, prom = Prom::Counter("ringway_dead_letters_dropped");
+    lost_at_shutdown: "Events a sink could not write before the shutdown grace ran out.",
+        exit = Exit::NonZero, prom = Prom::Counter("ringway_events_lost_at_shutdown");
+    connections_accepted: "Connections accepted.",
+        exit = Exit::Always("connections"), prom = Prom::PerSource;
+    connections_active: "Connections open now.",
+        exit = Exit::No, prom = Prom::PerSource;
+    accept_errors: "Failed accepts.",
+        exit = Exit::Always("accept_errors"), prom = Prom::Counter("ringway_accept_errors");
+    sink_write_errors: "Failed sink writes (retried).",
+        exit = Exit::Always("sink_write_errors"), prom = Prom::Counter("ringway_sink_write_errors");
+    parked: "Times a connection stopped being read for backpressure (io_uring).",
+        exit = Exit::Always("parked"), prom = Prom::Counter("ringway_parked");
+    recv_out_of_buffers: "io_uring recvs that ended because the provided-buffer ring was empty.",
+        exit = Exit::Always("recv_out_of_buffers"), prom = Prom::Counter("ringway_recv_out_of_buffers");
+    recv_stalls_recovered: "io_uring recvs that missed a wake-up (EOF or data) and were re-armed.",
+        exit = Exit::Always("recv_stalls_recovered"), prom = Prom::Counter("ringway_recv_stalls_recovered");
+    replies_dropped: "Replies that could not be written back (connection gone, or closed for not reading).",
+        exit = Exit::NonZero, prom = Prom::Counter("ringway_replies_dropped");
+    reply_timeouts: "Connections closed because they took no replies for write_timeout.",
+        exit = Exit::NonZero, prom = Prom::Counter("ringway_reply_timeouts");
+    reconnects: "Client sink connections made again after one was lost.",
+        exit = Exit::NonZero, prom = Prom::Counter("ringway_reconnects");
+    connect_failures: "Client sink connection attempts that failed.",
+        exit = Exit::NonZero, prom = Prom::Counter("ringway_connect_failures");
+    resent: "Events written again after a client sink's connection broke in the middle of their batch.",
+        exit = Exit::NonZero, prom = Prom::Counter("ringway_events_resent");
+    circuits_open: "Client sinks whose circuit is open now (max_retries failed attempts in a row).",
+        exit = Exit::NonZero, prom = Prom::Gauge("ringway_circuits_open");
+    ws_handshake_failures: "ws_server connections whose TLS handshake or upgrade failed or timed out.",
+        exit = Exit::NonZero, prom = Prom::Counter("ringway_ws_handshake_failures");
+    ws_messages_too_big: "ws_server connections closed (1009) for a message over max_message_size.",
+        exit = Exit::NonZero, prom = Prom::Counter("ringway_ws_messages_too_big");
 }
 
 /// One sink's counters: added to once per batch written.
@@ -70,32 +142,6 @@ pub struct Counters {
 pub struct SinkCounters {
     pub events_out: AtomicU64,
     pub bytes_out: AtomicU64,
-}
-
-/// A point-in-time copy of [`Counters`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Snapshot {
-    pub events_in: u64,
-    pub bytes_in: u64,
-    pub events_out: u64,
-    pub dead_lettered: u64,
-    pub dropped: u64,
-    pub dead_letters_dropped: u64,
-    pub lost_at_shutdown: u64,
-    pub connections_accepted: u64,
-    pub accept_errors: u64,
-    pub sink_write_errors: u64,
-    pub recv_out_of_buffers: u64,
-    pub parked: u64,
-    pub recv_stalls_recovered: u64,
-    pub replies_dropped: u64,
-    pub reply_timeouts: u64,
-    pub reconnects: u64,
-    pub connect_failures: u64,
-    pub resent: u64,
-    pub circuits_open: u64,
-    pub ws_handshake_failures: u64,
-    pub ws_messages_too_big: u64,
 }
 
 impl Counters {
@@ -131,32 +177,6 @@ impl Counters {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
-
-    pub fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            events_in: self.events_in.load(Relaxed),
-            bytes_in: self.bytes_in.load(Relaxed),
-            events_out: self.events_out.load(Relaxed),
-            dead_lettered: self.dead_lettered.load(Relaxed),
-            dropped: self.dropped.load(Relaxed),
-            dead_letters_dropped: self.dead_letters_dropped.load(Relaxed),
-            lost_at_shutdown: self.lost_at_shutdown.load(Relaxed),
-            connections_accepted: self.connections_accepted.load(Relaxed),
-            accept_errors: self.accept_errors.load(Relaxed),
-            sink_write_errors: self.sink_write_errors.load(Relaxed),
-            recv_out_of_buffers: self.recv_out_of_buffers.load(Relaxed),
-            parked: self.parked.load(Relaxed),
-            recv_stalls_recovered: self.recv_stalls_recovered.load(Relaxed),
-            replies_dropped: self.replies_dropped.load(Relaxed),
-            reply_timeouts: self.reply_timeouts.load(Relaxed),
-            reconnects: self.reconnects.load(Relaxed),
-            connect_failures: self.connect_failures.load(Relaxed),
-            resent: self.resent.load(Relaxed),
-            circuits_open: self.circuits_open.load(Relaxed),
-            ws_handshake_failures: self.ws_handshake_failures.load(Relaxed),
-            ws_messages_too_big: self.ws_messages_too_big.load(Relaxed),
-        }
-    }
 }
 
 impl Snapshot {
@@ -168,42 +188,44 @@ impl Snapshot {
         )
     }
 
-    /// The rest of the counters, logged just before the summary line.
+    /// The rest of the counters, logged just before the summary line: those shown always, then
+    /// those that are not 0.
     pub fn details(&self) -> String {
-        let mut s = format!(
-            "bytes_in={} connections={} accept_errors={} sink_write_errors={} parked={} recv_out_of_buffers={} recv_stalls_recovered={}",
-            self.bytes_in,
-            self.connections_accepted,
-            self.accept_errors,
-            self.sink_write_errors,
-            self.parked,
-            self.recv_out_of_buffers,
-            self.recv_stalls_recovered
+        let always = self.rows().filter_map(|(c, v)| match c.exit {
+            Exit::Always(key) => Some(format!("{key}={v}")),
+            _ => None,
+        });
+        let nonzero = self
+            .rows()
+            .filter(|(c, v)| c.exit == Exit::NonZero && *v > 0)
+            .map(|(c, v)| format!("{}={v}", c.name));
+        always.chain(nonzero).collect::<Vec<_>>().join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exit_line_shows_every_counter_it_should() {
+        let c = Counters::default();
+        Counters::add(&c.resent, 7);
+        Counters::add(&c.bytes_in, 3);
+        let d = c.snapshot().details();
+        assert!(
+            d.starts_with("bytes_in=3 connections=0 accept_errors=0"),
+            "{d}"
         );
-        if self.dead_letters_dropped > 0 {
-            s.push_str(&format!(
-                " dead_letters_dropped={}",
-                self.dead_letters_dropped
-            ));
+        assert!(d.ends_with(" resent=7"), "{d}");
+        assert!(!d.contains("replies_dropped"), "{d}");
+        for info in COUNTERS {
+            assert!(
+                !matches!(info.exit, Exit::No) || info.name == "connections_active",
+                "{} is on no output of the exit line",
+                info.name
+            );
         }
-        if self.lost_at_shutdown > 0 {
-            s.push_str(&format!(" lost_at_shutdown={}", self.lost_at_shutdown));
-        }
-        for (k, v) in [
-            ("replies_dropped", self.replies_dropped),
-            ("reply_timeouts", self.reply_timeouts),
-            ("reconnects", self.reconnects),
-            ("connect_failures", self.connect_failures),
-            ("resent", self.resent),
-            ("circuits_open", self.circuits_open),
-            ("ws_handshake_failures", self.ws_handshake_failures),
-            ("ws_messages_too_big", self.ws_messages_too_big),
-        ] {
-            if v > 0 {
-                s.push_str(&format!(" {k}={v}"));
-            }
-        }
-        s
     }
 }
 

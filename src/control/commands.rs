@@ -6,6 +6,10 @@ use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
+use super::protocol::{
+    ClientStats, Connection, Connections, LatencyFormat, Peer, Request, SinkStats, SourceStats,
+    Stats,
+};
 use crate::channel::LaneGauge;
 use crate::config::{Config, SinkConfig};
 use crate::event::SourceMeta;
@@ -57,156 +61,149 @@ pub struct SinkView {
 
 type Answer = Result<Value, String>;
 
+/// A typed reply as the JSON payload it is sent as.
+fn payload(reply: &impl serde::Serialize) -> Value {
+    serde_json::to_value(reply).expect("replies serialise")
+}
+
 impl Control {
     /// Run one command.
-    pub async fn run(&self, cmd: &str, args: &Value) -> Answer {
-        match cmd {
-            "ping" => Ok(json!({"pong": true, "pid": std::process::id(),
+    pub async fn run(&self, req: &Request) -> Answer {
+        match req {
+            Request::Ping => Ok(json!({"pong": true, "pid": std::process::id(),
                                  "version": env!("CARGO_PKG_VERSION")})),
-            "echo" => Ok(args.clone()),
-            "stats" => Ok(self.stats()),
-            "connections" => Ok(self.connections()),
-            "latency" => self.latency(args),
-            "pause" => self.pause(args, true),
-            "resume" => self.pause(args, false),
-            "close" => self.close(args),
-            "log_level" => self.log_level(args),
-            "config" => {
+            Request::Echo(args) => Ok(Value::Object(args.clone())),
+            Request::Stats => Ok(payload(&self.stats())),
+            Request::Connections => Ok(payload(&self.connections())),
+            Request::Latency(format) => Ok(self.latency(*format)),
+            Request::Pause { source } => self.pause(source, true),
+            Request::Resume { source } => self.pause(source, false),
+            Request::Close { id } => self.close(*id),
+            Request::LogLevel(level) => self.log_level(level.as_deref()),
+            Request::Config => {
                 let c = self.config.lock().unwrap();
                 Ok(json!({
                     "file": c.file.as_ref().map(|p| p.display().to_string()),
                     "text": c.text,
                 }))
             }
-            "reload" => self.reload().await,
-            "drain" => {
+            Request::Reload => self.reload().await,
+            Request::Drain => {
                 let _ = self.drain.send(());
                 let grace = self.config.lock().unwrap().shutdown_timeout;
                 Ok(json!({"draining": true, "shutdown_timeout_ms": grace.as_millis() as u64}))
             }
-            _ => Err(format!(
-                "unknown command {cmd:?}; commands: ping, echo, stats, connections, latency, \
-                 pause, resume, close, log_level, config, reload, drain"
-            )),
         }
     }
 
-    fn stats(&self) -> Value {
-        let totals = self.counters.snapshot();
+    fn stats(&self) -> Stats {
         let streams = self.streams.lock().unwrap().clone();
-        let sources: Vec<Value> = streams
+        let sources = streams
             .iter()
             .map(|(m, at)| {
                 let c = &m.counters;
                 let lane = self.lanes.depth(m.stream);
-                json!({
-                    "name": m.name,
-                    "type": m.kind.as_str(),
-                    "address": at,
-                    "paused": m.pause.is_paused(),
-                    "connections": c.connections_active.load(Relaxed),
-                    "connections_total": c.connections_accepted.load(Relaxed),
-                    "events_in": c.events_in.load(Relaxed),
-                    "bytes_in": c.bytes_in.load(Relaxed),
-                    "dead_lettered": c.dead_lettered.load(Relaxed),
-                    "channel_depth": lane.map(|l| l.0),
-                    "channel_capacity": lane.map(|l| l.1),
-                })
+                SourceStats {
+                    name: m.name.clone(),
+                    kind: m.kind.as_str().to_string(),
+                    address: at.clone(),
+                    paused: m.pause.is_paused(),
+                    connections: c.connections_active.load(Relaxed),
+                    connections_total: c.connections_accepted.load(Relaxed),
+                    events_in: c.events_in.load(Relaxed),
+                    bytes_in: c.bytes_in.load(Relaxed),
+                    dead_lettered: c.dead_lettered.load(Relaxed),
+                    channel_depth: lane.map(|l| l.0),
+                    channel_capacity: lane.map(|l| l.1),
+                }
             })
             .collect();
-        let sinks: Vec<Value> = self
+        let sinks = self
             .sinks
             .iter()
-            .map(|s| {
-                let mut v = json!({
-                    "name": s.cfg.name,
-                    "type": s.cfg.kind.type_name(),
-                    "inputs": *s.inputs.lock().unwrap(),
-                    "events_out": s.counters.events_out.load(Relaxed),
-                    "bytes_out": s.counters.bytes_out.load(Relaxed),
-                });
-                if let Some(sp) = &s.spool {
+            .map(|s| SinkStats {
+                name: s.cfg.name.clone(),
+                kind: s.cfg.kind.type_name().to_string(),
+                inputs: s.inputs.lock().unwrap().clone(),
+                events_out: s.counters.events_out.load(Relaxed),
+                bytes_out: s.counters.bytes_out.load(Relaxed),
+                client: s.spool.as_ref().map(|sp| {
                     let (bytes, bound) = sp.depth();
-                    v["spool_bytes"] = json!(bytes);
-                    v["spool_capacity"] = json!(bound);
                     let st = &sp.status;
-                    v["connected"] = json!(st.connected.load(Relaxed));
-                    v["reconnects"] = json!(st.reconnects.load(Relaxed));
-                    v["circuit"] = json!(if st.circuit_open.load(Relaxed) {
-                        "open"
-                    } else {
-                        "closed"
-                    });
-                }
-                v
+                    ClientStats {
+                        spool_bytes: bytes,
+                        spool_capacity: bound,
+                        connected: st.connected.load(Relaxed),
+                        reconnects: st.reconnects.load(Relaxed),
+                        circuit: if st.circuit_open.load(Relaxed) {
+                            "open"
+                        } else {
+                            "closed"
+                        }
+                        .into(),
+                    }
+                }),
             })
             .collect();
-        json!({
-            "uptime_s": self.started.elapsed().as_secs_f64(),
-            "io_mode": self.io_mode,
-            "workers": self.workers,
-            "when_full": match self.policy.get() {
+        Stats {
+            uptime_s: self.started.elapsed().as_secs_f64(),
+            io_mode: self.io_mode.clone(),
+            workers: self.workers,
+            when_full: match self.policy.get() {
                 crate::config::WhenFull::Block => "block",
                 crate::config::WhenFull::DropNewest => "drop_newest",
-            },
-            "totals": totals,
-            "connections": self.counters.connections_active.load(Relaxed),
-            "sources": sources,
-            "sinks": sinks,
-        })
+            }
+            .into(),
+            totals: self.counters.snapshot(),
+            connections: self.counters.connections_active.load(Relaxed),
+            sources,
+            sinks,
+        }
     }
 
-    fn connections(&self) -> Value {
+    fn connections(&self) -> Connections {
         let now = Instant::now();
-        let list: Vec<Value> = self
+        let connections = self
             .registry
             .live()
             .iter()
-            .map(|c| {
-                let mut v = json!({
-                    "id": c.id,
-                    "source": c.source.name,
-                    "events_in": c.counters.events_in.load(Relaxed),
-                    "bytes_in": c.counters.bytes_in.load(Relaxed),
-                    "age_s": now.duration_since(c.opened).as_secs_f64(),
-                });
-                match c.peer_addr {
-                    Some(a) => v["peer"] = json!({"host": a.ip().to_string(), "port": a.port()}),
-                    None => {
-                        v["peer"] = json!({"pid": c.pid, "uid": c.uid, "gid": c.gid});
-                    }
-                }
-                v
+            .map(|c| Connection {
+                id: c.id,
+                source: c.source.name.clone(),
+                events_in: c.counters.events_in.load(Relaxed),
+                bytes_in: c.counters.bytes_in.load(Relaxed),
+                age_s: now.duration_since(c.opened).as_secs_f64(),
+                peer: match c.peer_addr {
+                    Some(a) => Peer::Addr {
+                        host: a.ip().to_string(),
+                        port: a.port(),
+                    },
+                    None => Peer::Cred {
+                        pid: c.pid,
+                        uid: c.uid,
+                        gid: c.gid,
+                    },
+                },
             })
             .collect();
-        json!({ "connections": list })
+        Connections { connections }
     }
 
-    fn latency(&self, args: &Value) -> Answer {
+    fn latency(&self, format: LatencyFormat) -> Value {
         let hist = self.counters.histograms();
-        let format = args.get("format").and_then(Value::as_str).unwrap_or("json");
         let mut out = Map::new();
         for (name, h, unit, unit_name) in hist.named() {
             let v = match format {
-                "json" => report::histogram_json(h, unit, unit_name),
-                "hgrm" => Value::String(hgrm::render(h, unit)),
-                other => {
-                    return Err(format!(
-                        "unknown format {other:?}: \"json\" (percentiles) or \"hgrm\""
-                    ))
-                }
+                LatencyFormat::Json => report::histogram_json(h, unit, unit_name),
+                LatencyFormat::Hgrm => Value::String(hgrm::render(h, unit)),
             };
             out.insert(name.to_string(), v);
         }
         out.insert("unstamped_events".into(), json!(hist.unstamped));
-        Ok(Value::Object(out))
+        Value::Object(out)
     }
 
-    fn pause(&self, args: &Value, paused: bool) -> Answer {
-        let name = args
-            .get("source")
-            .and_then(Value::as_str)
-            .ok_or("args.source (a source name) is required")?;
+    fn pause(&self, name: &str, paused: bool) -> Answer {
         let streams = self.streams.lock().unwrap().clone();
         let Some((m, _)) = streams.iter().find(|(m, _)| m.name == name) else {
             let known: Vec<&str> = streams.iter().map(|(m, _)| m.name.as_str()).collect();
@@ -234,11 +231,7 @@ impl Control {
         Ok(json!({"source": name, "paused": paused, "changed": changed}))
     }
 
-    fn close(&self, args: &Value) -> Answer {
-        let id = args
-            .get("id")
-            .and_then(Value::as_u64)
-            .ok_or("args.id (a connection id, see `connections`) is required")?;
+    fn close(&self, id: u64) -> Answer {
         if self.registry.close(id) {
             tracing::info!(conn = id, "connection closed by the control socket");
             Ok(json!({"id": id, "closing": true}))
@@ -247,14 +240,11 @@ impl Control {
         }
     }
 
-    fn log_level(&self, args: &Value) -> Answer {
+    fn log_level(&self, level: Option<&str>) -> Answer {
         let mut current = self.log_level.lock().unwrap();
-        let Some(level) = args.get("level") else {
+        let Some(level) = level else {
             return Ok(json!({"level": *current}));
         };
-        let level = level.as_str().ok_or(
-            "args.level must be a string (error, warn, info, debug, trace, or a directive)",
-        )?;
         (self.set_log_level)(level)?;
         let previous = std::mem::replace(&mut *current, level.to_string());
         Ok(json!({"level": level, "previous": previous}))

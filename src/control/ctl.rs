@@ -6,7 +6,9 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
+
+use super::protocol::{Connections, LatencyFormat, Peer, Request, Stats};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum CtlCommand {
@@ -45,22 +47,28 @@ pub struct Options {
 }
 
 impl CtlCommand {
-    fn request(&self) -> (&'static str, Value) {
+    /// The request this command sends.
+    pub fn request(&self) -> Request {
         match self {
-            CtlCommand::Ping => ("ping", json!({})),
-            CtlCommand::Stats => ("stats", json!({})),
-            CtlCommand::Connections => ("connections", json!({})),
-            CtlCommand::Latency { hgrm } => (
-                "latency",
-                json!({"format": if *hgrm { "hgrm" } else { "json" }}),
-            ),
-            CtlCommand::Pause { source } => ("pause", json!({ "source": source })),
-            CtlCommand::Resume { source } => ("resume", json!({ "source": source })),
-            CtlCommand::Close { id } => ("close", json!({ "id": id })),
-            CtlCommand::LogLevel { level } => ("log_level", json!({ "level": level })),
-            CtlCommand::Config => ("config", json!({})),
-            CtlCommand::Reload => ("reload", json!({})),
-            CtlCommand::Drain => ("drain", json!({})),
+            CtlCommand::Ping => Request::Ping,
+            CtlCommand::Stats => Request::Stats,
+            CtlCommand::Connections => Request::Connections,
+            CtlCommand::Latency { hgrm } => Request::Latency(if *hgrm {
+                LatencyFormat::Hgrm
+            } else {
+                LatencyFormat::Json
+            }),
+            CtlCommand::Pause { source } => Request::Pause {
+                source: source.clone(),
+            },
+            CtlCommand::Resume { source } => Request::Resume {
+                source: source.clone(),
+            },
+            CtlCommand::Close { id } => Request::Close { id: *id },
+            CtlCommand::LogLevel { level } => Request::LogLevel(level.clone()),
+            CtlCommand::Config => Request::Config,
+            CtlCommand::Reload => Request::Reload,
+            CtlCommand::Drain => Request::Drain,
         }
     }
 }
@@ -68,13 +76,11 @@ impl CtlCommand {
 /// Ask once (or every `watch` interval). Returns the exit status: 0 answered, 1 the gateway
 /// answered with an error, 2 it could not be asked.
 pub fn run(opts: &Options, cmd: &CtlCommand) -> u8 {
-    let (name, mut args) = cmd.request();
-    if let CtlCommand::LogLevel { level: None } = cmd {
-        args = json!({});
-    }
+    let req = cmd.request();
+    let name = req.name();
     let mut previous: Option<(Instant, Value)> = None;
     loop {
-        let payload = match ask(opts, name, &args) {
+        let payload = match ask(opts, &req) {
             Ok(Ok(p)) => p,
             Ok(Err(msg)) => {
                 eprintln!("ringway ctl: {name}: {msg}");
@@ -112,13 +118,11 @@ pub fn run(opts: &Options, cmd: &CtlCommand) -> u8 {
 
 /// One request on a fresh connection: `Ok(Ok(payload))`, `Ok(Err(the gateway's error))`, or
 /// `Err` if it could not be asked.
-pub fn ask(opts: &Options, cmd: &str, args: &Value) -> std::io::Result<Result<Value, String>> {
+pub fn ask(opts: &Options, req: &Request) -> std::io::Result<Result<Value, String>> {
     let mut s = UnixStream::connect(&opts.socket)?;
     s.set_read_timeout(Some(opts.timeout))?;
     s.set_write_timeout(Some(opts.timeout))?;
-    let mut line = serde_json::to_vec(&json!({"cmd": cmd, "args": args}))?;
-    line.push(b'\n');
-    s.write_all(&line)?;
+    s.write_all(&req.to_line())?;
     let mut answer = String::new();
     BufReader::new(&s).read_line(&mut answer)?;
     if answer.is_empty() {
@@ -136,8 +140,11 @@ pub fn ask(opts: &Options, cmd: &str, args: &Value) -> std::io::Result<Result<Va
 
 fn render(cmd: &CtlCommand, p: &Value, previous: Option<&(Instant, Value)>) -> String {
     match cmd {
-        CtlCommand::Stats => stats(p, previous),
-        CtlCommand::Connections => connections(p),
+        CtlCommand::Stats => typed(p, |now: Stats| {
+            let before = previous.and_then(|(at, v)| Some((*at, typed_value::<Stats>(v)?)));
+            stats(&now, before.as_ref())
+        }),
+        CtlCommand::Connections => typed(p, |c: Connections| connections(&c)),
         CtlCommand::Latency { hgrm: false } => latency(p),
         CtlCommand::Latency { hgrm: true } => p
             .as_object()
@@ -156,6 +163,18 @@ fn render(cmd: &CtlCommand, p: &Value, previous: Option<&(Instant, Value)>) -> S
         ),
         _ => brief(p),
     }
+}
+
+/// A payload read as the reply it should be, rendered by `show`; shown raw if it is not.
+fn typed<T: serde::de::DeserializeOwned>(p: &Value, show: impl FnOnce(T) -> String) -> String {
+    match typed_value(p) {
+        Some(t) => show(t),
+        None => serde_json::to_string_pretty(p).unwrap_or_default(),
+    }
+}
+
+fn typed_value<T: serde::de::DeserializeOwned>(p: &Value) -> Option<T> {
+    serde_json::from_value(p.clone()).ok()
 }
 
 /// `key=value` pairs of a flat payload.
@@ -218,78 +237,75 @@ fn group(u: u64) -> String {
     out
 }
 
-fn stats(p: &Value, previous: Option<&(Instant, Value)>) -> String {
-    let t = &p["totals"];
+fn stats(p: &Stats, previous: Option<&(Instant, Stats)>) -> String {
+    let t = &p.totals;
     let mut head = format!(
         "ringway: up {:.1}s, io_mode {}, {} workers, {} connections, when_full {}\n\
          events: in {}, out {}, dead-lettered {}, dropped {}",
-        p["uptime_s"].as_f64().unwrap_or(0.0),
-        n(&p["io_mode"]),
-        p["workers"],
-        n(&p["connections"]),
-        n(&p["when_full"]),
-        n(&t["events_in"]),
-        n(&t["events_out"]),
-        n(&t["dead_lettered"]),
-        n(&t["dropped"]),
+        p.uptime_s,
+        p.io_mode,
+        p.workers,
+        group(p.connections),
+        p.when_full,
+        group(t.events_in),
+        group(t.events_out),
+        group(t.dead_lettered),
+        group(t.dropped),
     );
     if let Some((at, prev)) = previous {
         let secs = at.elapsed().as_secs_f64().max(1e-3);
-        let rate = |k: &str| {
-            let d =
-                t[k].as_u64().unwrap_or(0) as f64 - prev["totals"][k].as_u64().unwrap_or(0) as f64;
-            group((d / secs).max(0.0) as u64)
-        };
+        let rate = |now: u64, before: u64| group((now.saturating_sub(before) as f64 / secs) as u64);
         head.push_str(&format!(
             " | now: {} in/s, {} out/s",
-            rate("events_in"),
-            rate("events_out")
+            rate(t.events_in, prev.totals.events_in),
+            rate(t.events_out, prev.totals.events_out)
         ));
     }
-    let empty = Vec::new();
-    let sources: Vec<Vec<String>> = p["sources"]
-        .as_array()
-        .unwrap_or(&empty)
+    let or_dash = |v: Option<usize>| v.map_or("-".to_string(), |x| group(x as u64));
+    let sources: Vec<Vec<String>> = p
+        .sources
         .iter()
         .map(|s| {
             vec![
-                n(&s["name"]),
-                n(&s["type"]),
-                n(&s["address"]),
-                if s["paused"] == true {
-                    "PAUSED"
-                } else {
-                    "reading"
-                }
-                .into(),
-                n(&s["connections"]),
-                n(&s["events_in"]),
-                n(&s["bytes_in"]),
-                n(&s["dead_lettered"]),
-                format!("{}/{}", n(&s["channel_depth"]), n(&s["channel_capacity"])),
+                s.name.clone(),
+                s.kind.clone(),
+                s.address.clone(),
+                if s.paused { "PAUSED" } else { "reading" }.into(),
+                group(s.connections),
+                group(s.events_in),
+                group(s.bytes_in),
+                group(s.dead_lettered),
+                format!(
+                    "{}/{}",
+                    or_dash(s.channel_depth),
+                    or_dash(s.channel_capacity)
+                ),
             ]
         })
         .collect();
-    let sinks: Vec<Vec<String>> = p["sinks"]
-        .as_array()
-        .unwrap_or(&empty)
+    let sinks: Vec<Vec<String>> = p
+        .sinks
         .iter()
         .map(|s| {
-            let spool = match s.get("spool_bytes") {
-                Some(b) => format!("{}/{}", n(b), n(&s["spool_capacity"])),
-                None => "-".into(),
+            let (spool, circuit) = match &s.client {
+                Some(c) => (
+                    format!(
+                        "{}/{}",
+                        group(c.spool_bytes as u64),
+                        group(c.spool_capacity as u64)
+                    ),
+                    c.circuit.clone(),
+                ),
+                None => ("-".into(), "-".into()),
             };
             vec![
-                n(&s["name"]),
-                n(&s["type"]),
-                s["inputs"]
-                    .as_array()
-                    .map(|a| a.iter().map(n).collect::<Vec<_>>().join(","))
-                    .unwrap_or_default(),
-                n(&s["events_out"]),
-                n(&s["bytes_out"]),
+                s.name.clone(),
+                s.kind.clone(),
+                s.inputs.join(","),
+                group(s.events_out),
+                group(s.bytes_out),
                 spool,
-                s.get("circuit").map_or("-".into(), n),
+                circuit,
             ]
         })
         .collect();
@@ -324,29 +340,22 @@ fn stats(p: &Value, previous: Option<&(Instant, Value)>) -> String {
     )
 }
 
-fn connections(p: &Value) -> String {
-    let empty = Vec::new();
-    let rows: Vec<Vec<String>> = p["connections"]
-        .as_array()
-        .unwrap_or(&empty)
+fn connections(p: &Connections) -> String {
+    let rows: Vec<Vec<String>> = p
+        .connections
         .iter()
         .map(|c| {
-            let peer = &c["peer"];
-            let who = if peer.get("host").is_some() {
-                format!("{}:{}", n(&peer["host"]), peer["port"])
-            } else {
-                format!(
-                    "pid {} uid {} gid {}",
-                    peer["pid"], peer["uid"], peer["gid"]
-                )
+            let who = match &c.peer {
+                Peer::Addr { host, port } => format!("{host}:{port}"),
+                Peer::Cred { pid, uid, gid } => format!("pid {pid} uid {uid} gid {gid}"),
             };
             vec![
-                c["id"].to_string(),
-                n(&c["source"]),
+                c.id.to_string(),
+                c.source.clone(),
                 who,
-                n(&c["events_in"]),
-                n(&c["bytes_in"]),
-                format!("{:.1}s", c["age_s"].as_f64().unwrap_or(0.0)),
+                group(c.events_in),
+                group(c.bytes_in),
+                format!("{:.1}s", c.age_s),
             ]
         })
         .collect();

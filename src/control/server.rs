@@ -10,6 +10,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{watch, Semaphore};
 
 use super::commands::Control;
+use super::protocol::Request;
 use crate::config::ControlConfig;
 use crate::telemetry::RateLimit;
 
@@ -114,8 +115,8 @@ async fn connection(mut stream: UnixStream, cfg: &ControlConfig, control: &Contr
                 "request too long: more than {} bytes (max_request_bytes); it was skipped",
                 cfg.max_request_bytes
             )),
-            Next::Line(line) => match parse(&line) {
-                Ok((cmd, args)) => match control.run(&cmd, &args).await {
+            Next::Line(line) => match Request::parse(&line) {
+                Ok(req) => match control.run(&req).await {
                     Ok(payload) => json!({"status": "ok", "payload": payload}),
                     Err(e) => error(e),
                 },
@@ -133,32 +134,6 @@ async fn connection(mut stream: UnixStream, cfg: &ControlConfig, control: &Contr
 
 fn error(why: impl Into<String>) -> Value {
     json!({"status": "error", "error": why.into()})
-}
-
-/// `{"cmd": "...", "args": {...}}` → (cmd, args).
-fn parse(line: &[u8]) -> Result<(String, Value), String> {
-    let text = std::str::from_utf8(line).map_err(|_| "the request is not UTF-8".to_string())?;
-    let v: Value = serde_json::from_str(text.trim())
-        .map_err(|e| format!("the request is not JSON ({e}); send {{\"cmd\": \"ping\"}}"))?;
-    let Value::Object(mut o) = v else {
-        return Err("the request must be a JSON object like {\"cmd\": \"stats\"}".into());
-    };
-    let cmd = match o.remove("cmd") {
-        Some(Value::String(c)) => c,
-        Some(_) => return Err("\"cmd\" must be a string".into()),
-        None => return Err("the request has no \"cmd\"".into()),
-    };
-    let args = match o.remove("args") {
-        None | Some(Value::Null) => Value::Object(Default::default()),
-        Some(a @ Value::Object(_)) => a,
-        Some(_) => return Err("\"args\" must be an object".into()),
-    };
-    if let Some(k) = o.keys().next() {
-        return Err(format!(
-            "unknown key {k:?} in the request (only \"cmd\" and \"args\")"
-        ));
-    }
-    Ok((cmd, args))
 }
 
 enum Next {
@@ -251,22 +226,5 @@ impl Lines {
             };
             input.extend_from_slice(&chunk[..n]);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse;
-
-    #[test]
-    fn requests() {
-        assert_eq!(parse(br#"{"cmd":"ping"}"#).unwrap().0, "ping");
-        assert!(parse(b"ping").unwrap_err().contains("not JSON"));
-        assert!(parse(br#"{"cmd":1}"#).is_err());
-        assert!(parse(br#"{"cmd":"x","args":[1]}"#).is_err());
-        assert!(parse(br#"{"cmd":"x","typo":1}"#)
-            .unwrap_err()
-            .contains("typo"));
-        assert!(parse(b"\xff").unwrap_err().contains("UTF-8"));
     }
 }

@@ -72,26 +72,16 @@ struct Owned(Snapshot);
 
 impl Snapshot {
     fn of(v: &View<'_>) -> Snapshot {
-        let c = v.counters;
-        let g = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed);
-        let totals = vec![
-            ("ringway_events_delivered", "Events written by every sink that takes them (counted once, when the last one has).", g(&c.events_out), true),
-            ("ringway_events_dropped", "Events dropped by when_full = \"drop_newest\".", g(&c.dropped), true),
-            ("ringway_events_lost_at_shutdown", "Events a sink could not write before the shutdown grace ran out.", g(&c.lost_at_shutdown), true),
-            ("ringway_accept_errors", "Failed accepts.", g(&c.accept_errors), true),
-            ("ringway_sink_write_errors", "Failed sink writes (retried).", g(&c.sink_write_errors), true),
-            ("ringway_parked", "Times a connection stopped being read for backpressure.", g(&c.parked), true),
-            ("ringway_recv_out_of_buffers", "io_uring recvs that ran out of provided buffers.", g(&c.recv_out_of_buffers), true),
-            ("ringway_recv_stalls_recovered", "io_uring recvs that missed a wake-up and were re-armed.", g(&c.recv_stalls_recovered), true),
-            ("ringway_replies_dropped", "Replies that could not be written back.", g(&c.replies_dropped), true),
-            ("ringway_reply_timeouts", "Connections closed for taking no replies.", g(&c.reply_timeouts), true),
-            ("ringway_reconnects", "Client sink connections made again.", g(&c.reconnects), true),
-            ("ringway_connect_failures", "Client sink connection attempts that failed.", g(&c.connect_failures), true),
-            ("ringway_events_resent", "Events written again after a connection broke.", g(&c.resent), true),
-            ("ringway_circuits_open", "Client sinks whose circuit is open now.", g(&c.circuits_open), false),
-            ("ringway_ws_handshake_failures", "ws_server connections whose TLS handshake or upgrade failed or timed out.", g(&c.ws_handshake_failures), true),
-            ("ringway_ws_messages_too_big", "ws_server connections closed for a message over max_message_size.", g(&c.ws_messages_too_big), true),
-        ];
+        let totals = v
+            .counters
+            .snapshot()
+            .rows()
+            .filter_map(|(c, value)| match c.prom {
+                super::Prom::Counter(name) => Some((name, c.help, value, true)),
+                super::Prom::Gauge(name) => Some((name, c.help, value, false)),
+                super::Prom::PerSource => None,
+            })
+            .collect();
         let per_source = |f: &dyn Fn(&SourceView<'_>) -> Option<i64>| {
             v.sources
                 .iter()
