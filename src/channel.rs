@@ -221,3 +221,77 @@ impl Sender {
         Counters::add(&self.counters.lost_at_shutdown, b.events() as u64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use super::*;
+    use crate::event::{Codec, ConnMeta, SourceKind, SourceMeta};
+
+    fn batch(events: usize) -> Batch {
+        let source = Arc::new(SourceMeta {
+            name: "t".into(),
+            kind: SourceKind::UnixSocketServer,
+            path: "/t".into(),
+            codec: Codec::Json,
+            latency_field: None,
+            stream: 0,
+            counters: Default::default(),
+            pause: Default::default(),
+        });
+        let mut b = Batch::new(Arc::new(ConnMeta::new(source, 1)), 64);
+        for _ in 0..events {
+            b.push(b"{}");
+        }
+        b
+    }
+
+    #[test]
+    fn offer_follows_when_full() {
+        let counters = Arc::new(Counters::default());
+        let (tx, mut rx) = bounded(1, 1, WhenFull::Block, Arc::clone(&counters));
+        assert!(matches!(tx.offer(batch(3)), Offer::Sent));
+        // Full under `block`: the batch comes back whole, nothing is counted.
+        match tx.offer(batch(5)) {
+            Offer::Full(b) => assert_eq!(b.events(), 5),
+            _ => panic!("a full lane under block hands the batch back"),
+        }
+        assert_eq!(counters.dropped.load(Relaxed), 0);
+        // `drop_newest`, switched while running: counted as dropped.
+        tx.policy().set(WhenFull::DropNewest);
+        assert!(matches!(tx.offer(batch(5)), Offer::Dropped));
+        assert_eq!(counters.dropped.load(Relaxed), 5);
+        // The first batch is still there, in order.
+        assert_eq!(rx[0].try_recv().unwrap().events(), 3);
+        // The sink side gone: the batch comes back and its events are counted as lost.
+        drop(rx);
+        match tx.offer(batch(2)) {
+            Offer::Closed(b) => assert_eq!(b.events(), 2),
+            _ => panic!("a closed lane reports Closed"),
+        }
+        assert_eq!(counters.lost_at_shutdown.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn a_lane_closes_when_its_last_sender_goes() {
+        let counters = Arc::new(Counters::default());
+        let (tx, mut rx) = bounded(2, 4, WhenFull::Block, counters);
+        let only_first = tx.only(&[0]);
+        drop(tx);
+        // Lane 1 is held by nobody now; lane 0 by `only_first`.
+        assert!(matches!(
+            rx[1].try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+        assert!(matches!(
+            rx[0].try_recv(),
+            Err(mpsc::error::TryRecvError::Empty)
+        ));
+        drop(only_first);
+        assert!(matches!(
+            rx[0].try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+    }
+}

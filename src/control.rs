@@ -15,5 +15,6 @@
 pub mod commands;
 pub mod ctl;
 pub mod metrics;
+pub mod protocol;
 pub mod reload;
 pub mod server;

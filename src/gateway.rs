@@ -20,7 +20,7 @@ use crate::reply::ReplyHub;
 use crate::sink::{self, client};
 use crate::source::running::{self, ReadLoop, Running};
 use crate::source::Registry;
-use crate::source::{epoll, unix, uring, Common, Listener};
+use crate::source::{readiness, unix, uring, Common, Listener};
 use crate::telemetry::{report, Counters, SinkCounters, Snapshot};
 
 #[derive(Debug, thiserror::Error)]
@@ -240,7 +240,7 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
             Loop::Uring => ReadLoop::Uring(Default::default()),
             Loop::Epoll => ReadLoop::Epoll,
         },
-        tasks: epoll::Shared {
+        tasks: readiness::Shared {
             counters: Arc::clone(&counters),
             channel: cfg.channel.clone(),
             shutdown: Arc::clone(&shutdown),

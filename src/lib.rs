@@ -28,7 +28,7 @@
 //! - [`gateway`]: wiring, signals and the shutdown order.
 //! - [`control`]: the control socket (commands, `ctl`, `reload`) and the metrics endpoint.
 //! - [`source`]: the listeners and read loops: [`source::uring`] (the only `unsafe` module),
-//!   [`source::epoll`] (the tokio readiness loop), [`source::ws`] (WebSocket), the socket-path
+//!   [`source::readiness`] (the tokio readiness loop, `io_mode = "epoll"`), [`source::ws`] (WebSocket), the socket-path
 //!   rules in [`source::unix`], TCP listeners in [`source::tcp`], the file source in
 //!   [`source::file`], and the live connections' [`source::Registry`].
 //! - [`sink`]: the sink thread, outputs and encodings (raw, envelope, dead-letter records) and

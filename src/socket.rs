@@ -1,5 +1,5 @@
 //! A connected UNIX or TCP socket registered with tokio: read by the readiness loop
-//! (`source::epoll`), written by the reply writers (`reply`). What it does not do: accept.
+//! (`source::readiness`), written by the reply writers (`reply`). What it does not do: accept.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};

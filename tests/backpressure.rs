@@ -17,25 +17,9 @@ const PRODUCERS: u64 = 4;
 const PER_PRODUCER: u64 = 73_000;
 const RSS_LIMIT_KIB: u64 = 200 * 1024;
 
-#[test]
-fn backpressure_uring() {
-    backpressure("uring", Transport::Unix);
-}
+io_modes!(backpressure => backpressure(Transport::Unix));
 
-#[test]
-fn backpressure_epoll() {
-    backpressure("epoll", Transport::Unix);
-}
-
-#[test]
-fn backpressure_tcp_uring() {
-    backpressure("uring", Transport::Tcp);
-}
-
-#[test]
-fn backpressure_tcp_epoll() {
-    backpressure("epoll", Transport::Tcp);
-}
+io_modes!(backpressure_tcp => backpressure(Transport::Tcp));
 
 fn backpressure(mode: &str, transport: Transport) {
     let config = format!(
@@ -187,15 +171,7 @@ when_full = "block"
 
 // ---------------------------------------------------------------------------------
 
-#[test]
-fn drop_newest_counts_uring() {
-    drop_newest_counts("uring");
-}
-
-#[test]
-fn drop_newest_counts_epoll() {
-    drop_newest_counts("epoll");
-}
+io_modes!(drop_newest_counts => drop_newest_counts());
 
 fn drop_newest_counts(mode: &str) {
     let config = format!(

@@ -53,15 +53,7 @@ fn json_lines() -> Vec<Line> {
     ]
 }
 
-#[test]
-fn bad_lines_uring() {
-    bad_lines("uring", "json", json_lines());
-}
-
-#[test]
-fn bad_lines_epoll() {
-    bad_lines("epoll", "json", json_lines());
-}
+io_modes!(bad_lines => bad_lines("json", json_lines()));
 
 fn string_lines() -> Vec<Line> {
     use Line::*;
@@ -75,15 +67,7 @@ fn string_lines() -> Vec<Line> {
     ]
 }
 
-#[test]
-fn string_codec_invalid_utf8_uring() {
-    bad_lines("uring", "string", string_lines());
-}
-
-#[test]
-fn string_codec_invalid_utf8_epoll() {
-    bad_lines("epoll", "string", string_lines());
-}
+io_modes!(string_codec_invalid_utf8 => bad_lines("string", string_lines()));
 
 fn bad_lines(mode: &str, codec: &str, lines: Vec<Line>) {
     // The sink speaks the source's codec, so events are written as the bytes that came in
@@ -211,15 +195,7 @@ fn bad_lines(mode: &str, codec: &str, lines: Vec<Line>) {
 // A configured max_length: a line of exactly max_length bytes is an event, one byte
 // more is oversized.
 
-#[test]
-fn max_length_boundary_uring() {
-    max_length_boundary("uring");
-}
-
-#[test]
-fn max_length_boundary_epoll() {
-    max_length_boundary("epoll");
-}
+io_modes!(max_length_boundary => max_length_boundary());
 
 fn padded(len: usize) -> Vec<u8> {
     let mut l = b"{\"p\":\"".to_vec();
@@ -292,15 +268,7 @@ fn max_length_boundary(mode: &str) {
 // emit_incomplete = false: an unterminated last line is dead-lettered as `incomplete`;
 // a custom separator frames the stream.
 
-#[test]
-fn emit_incomplete_false_uring() {
-    emit_incomplete_false("uring");
-}
-
-#[test]
-fn emit_incomplete_false_epoll() {
-    emit_incomplete_false("epoll");
-}
+io_modes!(emit_incomplete_false => emit_incomplete_false());
 
 fn emit_incomplete_false(mode: &str) {
     let mut gw = Gateway::start(&framing_config(mode, "emit_incomplete = false"));
@@ -336,15 +304,7 @@ fn emit_incomplete_false(mode: &str) {
     );
 }
 
-#[test]
-fn custom_separator_uring() {
-    custom_separator("uring");
-}
-
-#[test]
-fn custom_separator_epoll() {
-    custom_separator("epoll");
-}
+io_modes!(custom_separator => custom_separator());
 
 fn custom_separator(mode: &str) {
     let mut gw = Gateway::start(&framing_config(mode, "separator = \";\""));

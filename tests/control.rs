@@ -195,15 +195,7 @@ fn commands_under_load(mode: &str) {
     assert_eq!(summary.events_out, conns * count);
 }
 
-#[test]
-fn commands_under_load_uring() {
-    commands_under_load("uring");
-}
-
-#[test]
-fn commands_under_load_epoll() {
-    commands_under_load("epoll");
-}
+io_modes!(commands_under_load => commands_under_load());
 
 /// `close` shuts one connection down (the others go on); ctl's errors and exit codes.
 #[test]

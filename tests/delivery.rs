@@ -19,25 +19,9 @@ const EVENTS: u64 = 1_000_000;
 const PYTHON_CONNS: u64 = 24;
 const SOCAT_CONNS: u64 = 8;
 
-#[test]
-fn exact_delivery_uring() {
-    exact_delivery("uring", Transport::Unix);
-}
+io_modes!(exact_delivery => exact_delivery(Transport::Unix));
 
-#[test]
-fn exact_delivery_epoll() {
-    exact_delivery("epoll", Transport::Unix);
-}
-
-#[test]
-fn exact_delivery_tcp_uring() {
-    exact_delivery("uring", Transport::Tcp);
-}
-
-#[test]
-fn exact_delivery_tcp_epoll() {
-    exact_delivery("epoll", Transport::Tcp);
-}
+io_modes!(exact_delivery_tcp => exact_delivery(Transport::Tcp));
 
 fn exact_delivery(mode: &str, transport: Transport) {
     let mut gw = Gateway::start(&standard_config_on(mode, transport));
@@ -114,25 +98,9 @@ fn is_refusal(e: &std::io::Error) -> bool {
 // ---------------------------------------------------------------------------------
 // sigterm_mid_stream: clients still writing when SIGTERM arrives.
 
-#[test]
-fn sigterm_mid_stream_uring() {
-    sigterm_mid_stream("uring", Transport::Unix);
-}
+io_modes!(sigterm_mid_stream => sigterm_mid_stream(Transport::Unix));
 
-#[test]
-fn sigterm_mid_stream_epoll() {
-    sigterm_mid_stream("epoll", Transport::Unix);
-}
-
-#[test]
-fn sigterm_mid_stream_tcp_uring() {
-    sigterm_mid_stream("uring", Transport::Tcp);
-}
-
-#[test]
-fn sigterm_mid_stream_tcp_epoll() {
-    sigterm_mid_stream("epoll", Transport::Tcp);
-}
+io_modes!(sigterm_mid_stream_tcp => sigterm_mid_stream(Transport::Tcp));
 
 fn sigterm_mid_stream(mode: &str, transport: Transport) {
     let config = standard_config_on(mode, transport)
@@ -225,25 +193,9 @@ fn sigterm_mid_stream(mode: &str, transport: Transport) {
 // ---------------------------------------------------------------------------------
 // disconnect_mid_line: the unterminated last line of a closed connection.
 
-#[test]
-fn disconnect_mid_line_uring() {
-    disconnect_mid_line("uring", Transport::Unix);
-}
+io_modes!(disconnect_mid_line => disconnect_mid_line(Transport::Unix));
 
-#[test]
-fn disconnect_mid_line_epoll() {
-    disconnect_mid_line("epoll", Transport::Unix);
-}
-
-#[test]
-fn disconnect_mid_line_tcp_uring() {
-    disconnect_mid_line("uring", Transport::Tcp);
-}
-
-#[test]
-fn disconnect_mid_line_tcp_epoll() {
-    disconnect_mid_line("epoll", Transport::Tcp);
-}
+io_modes!(disconnect_mid_line_tcp => disconnect_mid_line(Transport::Tcp));
 
 fn disconnect_mid_line(mode: &str, transport: Transport) {
     let mut gw = Gateway::start(&standard_config_on(mode, transport));
@@ -335,15 +287,7 @@ fn disconnect_mid_line(mode: &str, transport: Transport) {
 // ---------------------------------------------------------------------------------
 // peer_credentials: the envelope carries the kernel-verified SO_PEERCRED.
 
-#[test]
-fn peer_credentials_uring() {
-    peer_credentials("uring");
-}
-
-#[test]
-fn peer_credentials_epoll() {
-    peer_credentials("epoll");
-}
+io_modes!(peer_credentials => peer_credentials());
 
 fn peer_credentials(mode: &str) {
     let config = format!(
@@ -456,25 +400,9 @@ metadata = "envelope"
 // connections already queued have been taken in; from then on connects must be refused
 // (and after the exit the port refuses them).
 
-#[test]
-fn shutdown_drains_open_connections_uring() {
-    shutdown_drains_open_connections("uring", Transport::Unix);
-}
+io_modes!(shutdown_drains_open_connections => shutdown_drains_open_connections(Transport::Unix));
 
-#[test]
-fn shutdown_drains_open_connections_epoll() {
-    shutdown_drains_open_connections("epoll", Transport::Unix);
-}
-
-#[test]
-fn shutdown_drains_open_connections_tcp_uring() {
-    shutdown_drains_open_connections("uring", Transport::Tcp);
-}
-
-#[test]
-fn shutdown_drains_open_connections_tcp_epoll() {
-    shutdown_drains_open_connections("epoll", Transport::Tcp);
-}
+io_modes!(shutdown_drains_open_connections_tcp => shutdown_drains_open_connections(Transport::Tcp));
 
 fn shutdown_drains_open_connections(mode: &str, transport: Transport) {
     use std::io::Write;
@@ -524,25 +452,9 @@ fn shutdown_drains_open_connections(mode: &str, transport: Transport) {
     assert_closed_after_exit(&gw, transport);
 }
 
-#[test]
-fn shutdown_refuses_new_connections_uring() {
-    shutdown_refuses_new_connections("uring", Transport::Unix);
-}
+io_modes!(shutdown_refuses_new_connections => shutdown_refuses_new_connections(Transport::Unix));
 
-#[test]
-fn shutdown_refuses_new_connections_epoll() {
-    shutdown_refuses_new_connections("epoll", Transport::Unix);
-}
-
-#[test]
-fn shutdown_refuses_new_connections_tcp_uring() {
-    shutdown_refuses_new_connections("uring", Transport::Tcp);
-}
-
-#[test]
-fn shutdown_refuses_new_connections_tcp_epoll() {
-    shutdown_refuses_new_connections("epoll", Transport::Tcp);
-}
+io_modes!(shutdown_refuses_new_connections_tcp => shutdown_refuses_new_connections(Transport::Tcp));
 
 /// Once shutdown has begun, a new client must not be able to connect: a connect that
 /// succeeds into a listener nobody accepts from any more loses whatever the client sends.
@@ -650,15 +562,7 @@ path = "{dir}/b.ndjson"
 // ---------------------------------------------------------------------------------
 // Lines longer than the read buffer, split across many reads.
 
-#[test]
-fn small_buffers_uring() {
-    small_buffers("uring");
-}
-
-#[test]
-fn small_buffers_epoll() {
-    small_buffers("epoll");
-}
+io_modes!(small_buffers => small_buffers());
 
 fn small_buffers(mode: &str) {
     let config = standard_config(mode).replace(
@@ -691,15 +595,7 @@ fn small_buffers(mode: &str) {
 // ---------------------------------------------------------------------------------
 // Many connections with data pending at once (more than a ring's worth of buffers).
 
-#[test]
-fn many_connections_uring() {
-    many_connections("uring");
-}
-
-#[test]
-fn many_connections_epoll() {
-    many_connections("epoll");
-}
+io_modes!(many_connections => many_connections());
 
 fn many_connections(mode: &str) {
     let mut gw = Gateway::start(&standard_config(mode));

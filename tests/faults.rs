@@ -11,15 +11,7 @@ use std::time::Duration;
 
 use util::*;
 
-#[test]
-fn emfile_backoff_uring() {
-    emfile_backoff("uring");
-}
-
-#[test]
-fn emfile_backoff_epoll() {
-    emfile_backoff("epoll");
-}
+io_modes!(emfile_backoff => emfile_backoff());
 
 fn emfile_backoff(mode: &str) {
     let mut gw = Gateway::configure(&standard_config(mode))
@@ -148,15 +140,7 @@ fn fill(path: &Path, leave: u64) {
     f.set_len(len - leave).unwrap();
 }
 
-#[test]
-fn sink_write_error_uring() {
-    sink_write_error("uring");
-}
-
-#[test]
-fn sink_write_error_epoll() {
-    sink_write_error("epoll");
-}
+io_modes!(sink_write_error => sink_write_error());
 
 fn sink_write_error(mode: &str) {
     // Declared before the gateway, so it is unmounted only after the gateway is gone.
@@ -231,15 +215,7 @@ fn sink_write_error(mode: &str) {
 // Connections still queued on the listener when SIGTERM arrives (here: because the gateway
 // is out of descriptors) are accepted and read during the shutdown grace, not dropped.
 
-#[test]
-fn queued_connections_are_read_at_shutdown_uring() {
-    queued_connections_are_read_at_shutdown("uring");
-}
-
-#[test]
-fn queued_connections_are_read_at_shutdown_epoll() {
-    queued_connections_are_read_at_shutdown("epoll");
-}
+io_modes!(queued_connections_are_read_at_shutdown => queued_connections_are_read_at_shutdown());
 
 fn queued_connections_are_read_at_shutdown(mode: &str) {
     use std::os::unix::net::UnixStream;

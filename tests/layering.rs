@@ -29,8 +29,10 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
         (m != "lib" && m != "main").then(|| m.to_string())
     };
     let modules: BTreeSet<String> = files.iter().filter_map(|p| module_of(p)).collect();
-    let mut g: BTreeMap<String, BTreeSet<String>> =
-        modules.iter().map(|m| (m.clone(), BTreeSet::new())).collect();
+    let mut g: BTreeMap<String, BTreeSet<String>> = modules
+        .iter()
+        .map(|m| (m.clone(), BTreeSet::new()))
+        .collect();
     for f in &files {
         let Some(m) = module_of(f) else { continue };
         let text = std::fs::read_to_string(f).unwrap();
@@ -65,7 +67,10 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
 fn dependencies_point_down() {
     let g = graph();
     for (m, deps) in &g {
-        println!("{m} -> {}", deps.iter().cloned().collect::<Vec<_>>().join(", "));
+        println!(
+            "{m} -> {}",
+            deps.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
     }
     assert!(g.contains_key("event"), "src/event is missing");
     assert!(

@@ -269,27 +269,11 @@ fn add_and_remove_sources(mode: &str) {
     assert!(s.dead_lettered <= 1, "{s:?}");
 }
 
-#[test]
-fn add_and_remove_sources_uring() {
-    add_and_remove_sources("uring");
-}
+io_modes!(add_and_remove_sources => add_and_remove_sources());
 
-#[test]
-fn add_and_remove_sources_epoll() {
-    add_and_remove_sources("epoll");
-}
-
-/// Removing a source whose connections are paused, or whose clients are idle: they are read to
-/// their end and closed at once, and the gateway still shuts down cleanly.
-#[test]
-fn removing_a_paused_source_ends_its_connections_uring() {
-    removing_a_paused_source_ends_its_connections("uring");
-}
-
-#[test]
-fn removing_a_paused_source_ends_its_connections_epoll() {
-    removing_a_paused_source_ends_its_connections("epoll");
-}
+// Removing a source whose connections are paused, or whose clients are idle: they are read to
+// their end and closed at once, and the gateway still shuts down cleanly.
+io_modes!(removing_a_paused_source_ends_its_connections => removing_a_paused_source_ends_its_connections());
 
 fn removing_a_paused_source_ends_its_connections(mode: &str) {
     let mut gw = Gateway::start(&config(mode, &["in", "extra"], ""));

@@ -104,25 +104,9 @@ fn thread_sleep(d: Duration) {
     std::thread::sleep(d)
 }
 
-#[test]
-fn reply_routing_unix_uring() {
-    routing("uring", false);
-}
+io_modes!(reply_routing_unix => routing(false));
 
-#[test]
-fn reply_routing_unix_epoll() {
-    routing("epoll", false);
-}
-
-#[test]
-fn reply_routing_tcp_uring() {
-    routing("uring", true);
-}
-
-#[test]
-fn reply_routing_tcp_epoll() {
-    routing("epoll", true);
-}
+io_modes!(reply_routing_tcp => routing(true));
 
 /// A client that shuts down its writing side still gets every reply, then EOF; invalid lines
 /// are dead-lettered and not replied.

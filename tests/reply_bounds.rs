@@ -73,15 +73,7 @@ fn accounting(mode: &str) {
     assert!(parked < 50, "parked={parked}: counted per retry? {err}");
 }
 
-#[test]
-fn reply_accounting_uring() {
-    accounting("uring");
-}
-
-#[test]
-fn reply_accounting_epoll() {
-    accounting("epoll");
-}
+io_modes!(reply_accounting => accounting());
 
 /// A connection whose reply queue stays full (it never reads) is ended at the shutdown deadline
 /// like any other: the gateway exits 0 soon after it, with the replies counted as dropped.
@@ -115,15 +107,7 @@ fn held_back_at_shutdown(mode: &str) {
     assert!(said.contains("\"closed\": true"), "{said}");
 }
 
-#[test]
-fn held_back_connection_ends_at_deadline_uring() {
-    held_back_at_shutdown("uring");
-}
-
-#[test]
-fn held_back_connection_ends_at_deadline_epoll() {
-    held_back_at_shutdown("epoll");
-}
+io_modes!(held_back_connection_ends_at_deadline => held_back_at_shutdown());
 
 /// With `route_field`, the sender is not the connection its events go to, so it cannot be held
 /// back for them: past the target's `queue_bytes` they are dropped and counted, and what the

@@ -109,15 +109,7 @@ fn report(mode: &str) {
     assert_eq!(total, batches);
 }
 
-#[test]
-fn report_uring() {
-    report("uring");
-}
-
-#[test]
-fn report_epoll() {
-    report("epoll");
-}
+io_modes!(report => report());
 
 #[test]
 fn without_latency_field_no_event_latency_file() {

@@ -11,15 +11,7 @@ use util::*;
 // tcp_envelope: the envelope of a TCP event names the listener's bound address, the
 // connection id and the peer's address (TCP has no credentials).
 
-#[test]
-fn tcp_envelope_peer_address_uring() {
-    tcp_envelope_peer_address("uring");
-}
-
-#[test]
-fn tcp_envelope_peer_address_epoll() {
-    tcp_envelope_peer_address("epoll");
-}
+io_modes!(tcp_envelope_peer_address => tcp_envelope_peer_address());
 
 fn tcp_envelope_peer_address(mode: &str) {
     use std::io::Write;

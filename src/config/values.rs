@@ -91,22 +91,46 @@ pub(super) fn resolve_id(v: &NameOrId, kind: IdKind) -> Result<u32, String> {
     if let Ok(id) = name.parse::<u32>() {
         return Ok(id);
     }
-    let (file, what) = match kind {
-        IdKind::User => ("/etc/passwd", "user"),
-        IdKind::Group => ("/etc/group", "group"),
+    // Through NSS (getpwnam_r / getgrnam_r), as `chown` does: /etc/passwd, LDAP, systemd-userdb…
+    let (found, what) = match kind {
+        IdKind::User => (
+            nix::unistd::User::from_name(name).map(|u| u.map(|u| u.uid.as_raw())),
+            "user",
+        ),
+        IdKind::Group => (
+            nix::unistd::Group::from_name(name).map(|g| g.map(|g| g.gid.as_raw())),
+            "group",
+        ),
     };
-    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.split(':');
-            Some((f.next()?, f.nth(1)?))
-        })
-        .find(|(n, _)| n == name)
-        .and_then(|(_, id)| id.parse().ok())
-        .ok_or_else(|| format!("no {what} named {name:?} in {file}; give a name or a numeric id"))
+    match found {
+        Ok(Some(id)) => Ok(id),
+        Ok(None) => Err(format!(
+            "no {what} named {name:?} on this system; give a name or a numeric id"
+        )),
+        Err(e) => Err(format!("cannot look up the {what} {name:?}: {e}")),
+    }
 }
 
 /// Extra bytes the private bind path of a UNIX socket (see `source::unix`) adds to the socket's
 /// directory: `/.rw<pid>.<index>.<nonce>/s` (at most 4 + 7 + 1 + 3 + 1 + 8 + 2 = 26). Paths are
 /// checked against it when the config is validated.
 pub const PRIVATE_PATH_EXTRA: usize = 32;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_through_nss() {
+        let name = |n: &str| NameOrId::Name(n.to_string());
+        assert_eq!(resolve_id(&name("root"), IdKind::User), Ok(0));
+        assert_eq!(resolve_id(&name("root"), IdKind::Group), Ok(0));
+        assert_eq!(resolve_id(&name("4242"), IdKind::User), Ok(4242));
+        assert_eq!(resolve_id(&NameOrId::Id(7), IdKind::Group), Ok(7));
+        let err = resolve_id(&name("no-such-user-ringway"), IdKind::User).unwrap_err();
+        assert!(
+            err.contains("no user named \"no-such-user-ringway\""),
+            "{err}"
+        );
+    }
+}

@@ -2,13 +2,14 @@
 //!
 //! In: connections on the configured sockets. Out: [`Batch`](crate::event::Batch)es on the
 //! channel. The read loop exists twice, behind one interface: [`uring`] (io_uring, the default)
-//! and [`epoll`] (tokio, for kernels or sandboxes that refuse io_uring, and our baseline). Both
-//! feed the same per-connection state ([`crate::ingest::Conn`]), so framing, decoding, batching and dead
-//! letters behave the same whatever the loop. What this module does not do: write to sinks.
+//! and [`readiness`] (the tokio readiness loop, `io_mode = "epoll"`, for kernels or sandboxes
+//! that refuse io_uring, and our baseline). Both feed the same per-connection state
+//! ([`crate::ingest::Conn`]), so framing, decoding, batching and dead letters behave the same
+//! whatever the loop. What this module does not do: write to sinks.
 
 pub mod balance;
-pub mod epoll;
 pub mod file;
+pub mod readiness;
 pub mod registry;
 pub mod running;
 pub mod tcp;

@@ -1,4 +1,5 @@
-//! The epoll read loop (tokio): for kernels or sandboxes that refuse io_uring, and our baseline.
+//! The readiness read loop (tokio; `io_mode = "epoll"`): for kernels or sandboxes that refuse
+//! io_uring, and our baseline.
 //!
 //! Stage: source. In: the same bound listeners as [`super::uring`]. Out: the same batches. One
 //! task accepts per source; one task per connection waits for readiness, then reads into a
@@ -232,7 +233,7 @@ async fn connection(src: Arc<SourceRt>, stream: Stream, shared: Shared) {
         // A reply sink holds too much for this connection, or its source is paused: read no
         // more until it drains or resumes.
         let pause = &conn.meta.source.pause;
-        while !late && (conn.meta.reply_backlogged() || pause.is_paused()) {
+        while !late && !conn.meta.should_read() {
             let room = async {
                 match &conn.meta.reply {
                     Some(r) if r.backlogged() => r.room().notified().await,

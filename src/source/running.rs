@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::balance::Balance;
-use super::{epoll, file, tcp, unix, uring, ws, Common, Listener, SourceRt, SourceTable};
+use super::{file, readiness, tcp, unix, uring, ws, Common, Listener, SourceRt, SourceTable};
 use crate::channel::{LaneGauge, Receiver, Sender};
 use crate::config::{ChannelConfig, SourceConfig};
 use crate::event::Shutdown;
@@ -65,7 +65,7 @@ pub struct Running {
     pub table: Arc<SourceTable>,
     pub read_loop: ReadLoop,
     /// What the tokio tasks share (epoll sources, and WebSocket sources in either mode).
-    tasks: epoll::Shared,
+    tasks: readiness::Shared,
     /// Each lane's depth, for `stats`; lanes added here are added to it.
     pub gauge: Arc<LaneGauge>,
     workers: usize,
@@ -100,7 +100,7 @@ struct FileThread {
 /// What [`Running::new`] needs from the gateway.
 pub struct Parts {
     pub read_loop: ReadLoop,
-    pub tasks: epoll::Shared,
+    pub tasks: readiness::Shared,
     pub workers: usize,
     pub runtime: tokio::runtime::Handle,
     pub common: Common,
@@ -258,7 +258,7 @@ impl Running {
         }
     }
 
-    fn spawn_epoll(&self, rt: &Arc<SourceRt>, shared: &epoll::Shared) {
+    fn spawn_epoll(&self, rt: &Arc<SourceRt>, shared: &readiness::Shared) {
         let l = rt.listener().expect("a listening source has a listener");
         let dups = match l.try_clone_all() {
             Ok(d) => d,
@@ -271,7 +271,7 @@ impl Running {
         for dup in dups {
             let (shared, fatal, src) = (shared.clone(), self.fatal.clone(), Arc::clone(rt));
             tasks.push(self.runtime.spawn(async move {
-                if let Err(e) = epoll::run_source(src, dup, shared).await {
+                if let Err(e) = readiness::run_source(src, dup, shared).await {
                     let _ = fatal.send(format!("epoll source: {e}"));
                 }
             }));

@@ -596,7 +596,7 @@ impl Worker {
             if !slot.done
                 && !past_deadline
                 && !slot.backlog.is_empty()
-                && (slot.conn.meta.reply_backlogged() || slot.conn.meta.source.pause.is_paused())
+                && !slot.conn.meta.should_read()
             {
                 reply_wait = true;
                 break;

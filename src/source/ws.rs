@@ -37,7 +37,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use super::epoll::{accept_failed, accepting_ends, stopped, with_decoder, ActiveGuard, Shared};
+use super::readiness::{accept_failed, accepting_ends, stopped, with_decoder, ActiveGuard, Shared};
 use super::{tcp, Listener, SourceRt};
 use crate::config::{SourceConfig, TcpServerConfig, WsServerConfig};
 use crate::ingest::{Conn, IngestCtx};

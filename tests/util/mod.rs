@@ -12,6 +12,28 @@
 //! - [`Pki`] (pki.rs) makes a CA and certificates for the TLS tests.
 #![allow(dead_code)]
 
+/// The io-mode test matrix: `io_modes!(name => body(args));` makes a module `name` with two
+/// tests, `uring` and `epoll`, each calling `body("uring" | "epoll", args)`.
+#[macro_export]
+macro_rules! io_modes {
+    ($name:ident => $body:ident($($arg:expr),* $(,)?)) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn uring() {
+                super::$body("uring" $(, $arg)*);
+            }
+
+            #[test]
+            fn epoll() {
+                super::$body("epoll" $(, $arg)*);
+            }
+        }
+    };
+}
+
 mod events;
 mod peer;
 mod pki;
