@@ -9,7 +9,7 @@ use std::io::Write;
 
 use crate::codec::Codec;
 use crate::config::{Format, MetadataMode, SourceKind};
-use crate::event::{Batch, ConnMeta, DeadLetter, SourceMeta};
+use crate::event::{Batch, ConnMeta, DeadLetter};
 
 /// Append `bytes` as a quoted JSON string.
 pub fn json_str(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -62,26 +62,16 @@ fn escape_into(out: &mut Vec<u8>, s: &str) {
 
 /// The connection's envelope prefix, rendered the first time a sink needs it.
 fn envelope(conn: &ConnMeta) -> &[u8] {
-    conn.envelope.get_or_init(|| {
-        envelope_prefix(
-            &conn.source,
-            conn.id,
-            (conn.pid, conn.uid, conn.gid),
-            conn.peer_addr,
-        )
-        .into_boxed_slice()
-    })
+    conn.envelope
+        .get_or_init(|| envelope_prefix(conn).into_boxed_slice())
 }
 
 /// `{"meta":{"source":…,"<kind>":{…}},"event":`, rendered once per connection. The inner object is
 /// `{"path","peer":id,"pid","uid","gid"}` for a UNIX server, `{"url","conn":id,"peer":{"host","port"}}`
 /// for TCP, `{"path"}` for a file, `{"peer":path,"conn":id}` for a client sink's replies.
-pub fn envelope_prefix(
-    src: &SourceMeta,
-    id: u64,
-    (pid, uid, gid): (i32, u32, u32),
-    peer_addr: Option<std::net::SocketAddr>,
-) -> Vec<u8> {
+fn envelope_prefix(conn: &ConnMeta) -> Vec<u8> {
+    let (src, id, peer_addr) = (&*conn.source, conn.id, conn.peer_addr);
+    let (pid, uid, gid) = (conn.pid, conn.uid, conn.gid);
     let mut v = Vec::with_capacity(128 + src.path.len());
     v.extend_from_slice(b"{\"meta\":{\"source\":");
     json_str(&mut v, src.name.as_bytes());

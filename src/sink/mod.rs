@@ -84,7 +84,7 @@ impl Delivery {
     }
 
     pub fn stream(&self) -> usize {
-        self.batch.conn.source.stream
+        self.batch.stream()
     }
 }
 
