@@ -10,11 +10,10 @@
 //! gets an error response on a connection that stays usable. Control connections are tokio tasks
 //! on the gateway's runtime; nothing here touches the read loops' hot path except the
 //! per-batch counters and one atomic load where a connection decides whether to read on.
-//! What it does not do: change the config of a running gateway in place (see `reload`).
+//! What it does not do: decide what a `reload` changes (see `topology`).
 
 pub mod commands;
 pub mod ctl;
 pub mod metrics;
 pub mod protocol;
-pub mod reload;
 pub mod server;

@@ -57,3 +57,4 @@ pub mod sink;
 pub mod socket;
 pub mod source;
 pub mod telemetry;
+pub mod topology;

@@ -87,8 +87,23 @@ fn dependencies_point_down() {
         }
     }
     assert!(both.is_empty(), "modules that import each other: {both:?}");
+    // The topology wires sources and sinks; the control socket and the gateway sit on it.
+    for low in ["source", "sink", "topology"] {
+        for high in ["control", "gateway"] {
+            assert!(
+                !g[low].contains(high),
+                "{low} must not depend on {high} (it sits below it)"
+            );
+        }
+    }
+    for low in ["source", "sink"] {
+        assert!(
+            !g[low].contains("topology"),
+            "{low} must not depend on topology (it sits below it)"
+        );
+    }
     for low in ["channel", "ingest", "reply"] {
-        for high in ["source", "sink", "control", "gateway"] {
+        for high in ["source", "sink", "topology", "control", "gateway"] {
             assert!(
                 !g[low].contains(high),
                 "{low} must not depend on {high} (it sits below it)"

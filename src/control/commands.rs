@@ -10,12 +10,9 @@ use super::protocol::{
     ClientStats, Connection, Connections, LatencyFormat, Peer, Request, SinkStats, SourceStats,
     Stats,
 };
-use crate::channel::LaneGauge;
-use crate::config::{Config, SinkConfig};
-use crate::event::SourceMeta;
-use crate::sink::client::Spool;
-use crate::source::Registry;
-use crate::telemetry::{hgrm, report, Counters, SinkCounters};
+use crate::config::Config;
+use crate::telemetry::{hgrm, report};
+use crate::topology::Topology;
 
 /// Sets the log filter; returns an error message for a bad directive.
 pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
@@ -23,40 +20,14 @@ pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 /// What the commands see of the running gateway.
 pub struct Control {
     pub started: Instant,
-    pub io_mode: String,
-    pub workers: usize,
-    pub counters: Arc<Counters>,
-    /// Every event stream's source (sources in config order, then client sinks' replies), with
-    /// where it listens or reads.
-    /// (Sources added by `reload` are appended; removed ones leave.)
-    pub streams: Mutex<Vec<(Arc<SourceMeta>, String)>>,
-    pub sinks: Vec<SinkView>,
-    pub lanes: Arc<LaneGauge>,
-    pub registry: Arc<Registry>,
-    /// The running config (replaced by a successful `reload`).
-    pub config: Mutex<Config>,
-    pub reconfig: Arc<crate::sink::Reconfig>,
-    pub policy: Arc<crate::channel::Policy>,
+    /// The running sources, lanes and sinks (`reload` changes them).
+    pub topology: Arc<Topology>,
     pub log_level: Mutex<String>,
     pub set_log_level: SetLogLevel,
     /// Asks the gateway to shut down as on SIGTERM.
     pub drain: tokio::sync::mpsc::UnboundedSender<()>,
-    /// The running sources (`reload` adds and removes them).
-    pub running: Arc<crate::source::running::Running>,
     /// One `reload` at a time (the control socket's and SIGHUP's).
     pub reload_lock: tokio::sync::Mutex<()>,
-}
-
-/// A sink as `stats` shows it.
-pub struct SinkView {
-    pub cfg: SinkConfig,
-    /// The streams it takes, by name (`reload` may change them).
-    pub inputs: Mutex<Vec<String>>,
-    /// The lanes it takes (with their codec), including those of removed sources still
-    /// draining.
-    pub lanes: Mutex<Vec<(usize, crate::codec::Codec)>>,
-    pub counters: Arc<SinkCounters>,
-    pub spool: Option<Arc<Spool>>,
 }
 
 type Answer = Result<Value, String>;
@@ -81,7 +52,7 @@ impl Control {
             Request::Close { id } => self.close(*id),
             Request::LogLevel(level) => self.log_level(level.as_deref()),
             Request::Config => {
-                let c = self.config.lock().unwrap();
+                let c = self.topology.config.lock().unwrap();
                 Ok(json!({
                     "file": c.file.as_ref().map(|p| p.display().to_string()),
                     "text": c.text,
@@ -90,19 +61,19 @@ impl Control {
             Request::Reload => self.reload().await,
             Request::Drain => {
                 let _ = self.drain.send(());
-                let grace = self.config.lock().unwrap().shutdown_timeout;
+                let grace = self.topology.config.lock().unwrap().shutdown_timeout;
                 Ok(json!({"draining": true, "shutdown_timeout_ms": grace.as_millis() as u64}))
             }
         }
     }
 
     fn stats(&self) -> Stats {
-        let streams = self.streams.lock().unwrap().clone();
+        let streams = self.topology.streams.lock().unwrap().clone();
         let sources = streams
             .iter()
             .map(|(m, at)| {
                 let c = &m.counters;
-                let lane = self.lanes.depth(m.stream);
+                let lane = self.topology.lanes.depth(m.stream);
                 SourceStats {
                     name: m.name.clone(),
                     kind: m.kind.as_str().to_string(),
@@ -119,6 +90,7 @@ impl Control {
             })
             .collect();
         let sinks = self
+            .topology
             .sinks
             .iter()
             .map(|s| SinkStats {
@@ -147,15 +119,15 @@ impl Control {
             .collect();
         Stats {
             uptime_s: self.started.elapsed().as_secs_f64(),
-            io_mode: self.io_mode.clone(),
-            workers: self.workers,
-            when_full: match self.policy.get() {
+            io_mode: self.topology.io_mode().to_string(),
+            workers: self.topology.workers,
+            when_full: match self.topology.policy.get() {
                 crate::config::WhenFull::Block => "block",
                 crate::config::WhenFull::DropNewest => "drop_newest",
             }
             .into(),
-            totals: self.counters.snapshot(),
-            connections: self.counters.connections_active.load(Relaxed),
+            totals: self.topology.counters.snapshot(),
+            connections: self.topology.counters.connections_active.load(Relaxed),
             sources,
             sinks,
         }
@@ -164,6 +136,7 @@ impl Control {
     fn connections(&self) -> Connections {
         let now = Instant::now();
         let connections = self
+            .topology
             .registry
             .live()
             .iter()
@@ -190,7 +163,7 @@ impl Control {
     }
 
     fn latency(&self, format: LatencyFormat) -> Value {
-        let hist = self.counters.histograms();
+        let hist = self.topology.counters.histograms();
         let mut out = Map::new();
         for (name, h, unit, unit_name) in hist.named() {
             let v = match format {
@@ -204,7 +177,7 @@ impl Control {
     }
 
     fn pause(&self, name: &str, paused: bool) -> Answer {
-        let streams = self.streams.lock().unwrap().clone();
+        let streams = self.topology.streams.lock().unwrap().clone();
         let Some((m, _)) = streams.iter().find(|(m, _)| m.name == name) else {
             let known: Vec<&str> = streams.iter().map(|(m, _)| m.name.as_str()).collect();
             return Err(format!(
@@ -225,19 +198,54 @@ impl Control {
         }
         let changed = m.pause.set(paused);
         if !paused {
-            self.registry.wake_all();
+            self.topology.registry.wake_all();
         }
         tracing::info!(source = %name, "source {} by the control socket", if paused { "paused" } else { "resumed" });
         Ok(json!({"source": name, "paused": paused, "changed": changed}))
     }
 
     fn close(&self, id: u64) -> Answer {
-        if self.registry.close(id) {
+        if self.topology.registry.close(id) {
             tracing::info!(conn = id, "connection closed by the control socket");
             Ok(json!({"id": id, "closing": true}))
         } else {
             Err(format!("no live connection {id}"))
         }
+    }
+
+    /// `reload` (and SIGHUP): read the config file again and have the topology take it (see
+    /// `topology::reload` for what can change live); `log_level` is applied here.
+    pub async fn reload(&self) -> Answer {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let (file, old_level) = {
+            let c = self.topology.config.lock().unwrap();
+            (c.file.clone(), c.log_level.clone())
+        };
+        let Some(path) = file else {
+            return Err(
+                "this gateway runs the embedded default config: there is no file to read again"
+                    .into(),
+            );
+        };
+        let new = Config::from_file(&path).map_err(|e| {
+            format!(
+                "{} is not a valid config, so the running one stays: {e}",
+                path.display()
+            )
+        })?;
+        let level = new
+            .log_level
+            .clone()
+            .filter(|l| old_level.as_ref() != Some(l));
+        let mut applied = self.topology.reload(new).await.map_err(|e| e.to_string())?;
+        if let Some(level) = level {
+            (self.set_log_level)(&level)?;
+            *self.log_level.lock().unwrap() = level.clone();
+            applied.push(format!("log_level → {level}"));
+        }
+        tracing::info!(file = %path.display(), "config reloaded: {}",
+            if applied.is_empty() { "no changes".to_string() } else { applied.join("; ") });
+        Ok(json!({"file": path.display().to_string(), "applied": applied}))
     }
 
     fn log_level(&self, level: Option<&str>) -> Answer {

@@ -17,11 +17,11 @@ const DEADLINE: Duration = Duration::from_secs(10);
 impl Control {
     /// The metrics endpoint's body: every counter and histogram, Prometheus-named.
     pub fn metrics_text(&self) -> String {
-        let streams = self.streams.lock().unwrap().clone();
+        let streams = self.topology.streams.lock().unwrap().clone();
         prometheus::render(View {
             uptime_s: self.started.elapsed().as_secs_f64(),
-            counters: &self.counters,
-            histograms: self.counters.histograms(),
+            counters: &self.topology.counters,
+            histograms: self.topology.counters.histograms(),
             sources: streams
                 .iter()
                 .map(|(m, _)| SourceView {
@@ -29,10 +29,11 @@ impl Control {
                     kind: m.kind.as_str(),
                     counters: &m.counters,
                     paused: m.pause.is_paused(),
-                    lane: self.lanes.depth(m.stream),
+                    lane: self.topology.lanes.depth(m.stream),
                 })
                 .collect(),
             sinks: self
+                .topology
                 .sinks
                 .iter()
                 .map(|s| SinkView {

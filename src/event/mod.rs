@@ -14,4 +14,4 @@ pub use batch::{mono_ns, Batch, DeadLetter, DeadLetterKind, DEAD_LETTER_RAW_MAX,
 pub use meta::{
     Codec, ConnCounters, ConnMeta, ReplyTarget, SourceCounters, SourceKind, SourceMeta,
 };
-pub use signal::{Pause, Shutdown};
+pub use signal::{Guard, Pause, Shutdown, Tracker};

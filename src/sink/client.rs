@@ -192,6 +192,8 @@ pub struct Args {
     pub replies: Arc<SourceMeta>,
     pub ids: Arc<AtomicU64>,
     pub channel: ChannelConfig,
+    /// Dropped when the client's thread ends (shutdown waits for it).
+    pub done: crate::event::Guard,
 }
 
 /// The spool of sink `c` (a `unix_socket_client`), or None for other sinks.

@@ -124,6 +124,8 @@ pub struct Wiring {
     pub reconfig: Arc<Reconfig>,
     /// Each sink's counters, by sink index.
     pub sink_counters: Vec<Arc<SinkCounters>>,
+    /// Dropped when the sink thread ends (shutdown waits for it).
+    pub done: crate::event::Guard,
 }
 
 /// Open every sink this thread writes (so a bad path fails at start, not at the first event)

@@ -37,6 +37,8 @@ pub struct Args {
     pub channel: ChannelConfig,
     /// This source's own: requested at shutdown, or when `reload` removes the source.
     pub shutdown: Arc<Shutdown>,
+    /// Dropped when the thread ends (shutdown waits for it).
+    pub done: crate::event::Guard,
 }
 
 /// Open the file at start, so a missing or unreadable file stops the gateway before anything

@@ -11,7 +11,6 @@ pub mod balance;
 pub mod file;
 pub mod readiness;
 pub mod registry;
-pub mod running;
 pub mod tcp;
 pub mod unix;
 pub mod uring;

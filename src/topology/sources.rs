@@ -2,9 +2,9 @@
 //!
 //! In: a source's config, bound by [`bind`] (so a taken path or port fails before anything
 //! changes), and the lane its batches go to. Out: the source read by the io_uring workers (they
-//! see the [`SourceTable`] change on their next wake-up), by epoll tasks, or by its file thread.
-//! The gateway starts its configured sources through here, and `reload` adds and removes them.
-//! What it does not do: decide what changes (see `control::reload`), or touch the sinks.
+//! see the [`SourceTable`] change on their next wake-up), by tokio readiness tasks, or by its
+//! file thread. Start-up and `reload` both start sources through here, and `reload` removes
+//! them. What it does not do: decide what changes (see `diff`), or touch the sinks.
 
 use std::fs::File;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,12 +12,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::balance::Balance;
-use super::{file, readiness, tcp, unix, uring, ws, Common, Listener, SourceRt, SourceTable};
 use crate::channel::{LaneGauge, Receiver, Sender};
-use crate::config::{ChannelConfig, SourceConfig};
-use crate::event::Shutdown;
+use crate::config::{ChannelConfig, IoMode, SourceConfig};
+use crate::event::{Shutdown, Tracker};
 use crate::reply::ReplyHub;
+use crate::source::balance::Balance;
+use crate::source::{
+    file, readiness, tcp, unix, uring, ws, Common, Listener, SourceRt, SourceTable,
+};
 use crate::telemetry::Counters;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,12 +54,40 @@ pub fn bind(cfg: &SourceConfig, workers: usize, index: usize) -> Result<Bound, E
     })
 }
 
-/// Which read loop runs the listening sources.
+/// Which read loop runs the listening sources (`io_mode`, once probed).
 pub enum ReadLoop {
     /// The io_uring workers; they share this balance (set once they are started).
     Uring(OnceLock<Arc<Balance>>),
-    /// Tokio tasks: one per listener of each source.
+    /// Tokio readiness tasks: one per listener of each source.
     Epoll,
+}
+
+impl ReadLoop {
+    /// `io_mode`, resolved: `auto` probes io_uring and falls back to the readiness loop.
+    pub fn choose(mode: IoMode) -> Result<ReadLoop, uring::Error> {
+        match mode {
+            IoMode::Epoll => Ok(ReadLoop::Epoll),
+            IoMode::Uring => {
+                uring::probe()?;
+                Ok(ReadLoop::Uring(OnceLock::new()))
+            }
+            IoMode::Auto => match uring::probe() {
+                Ok(()) => Ok(ReadLoop::Uring(OnceLock::new())),
+                Err(e) => {
+                    tracing::warn!("{e}; io_mode = \"auto\" runs on epoll instead (same pipeline)");
+                    Ok(ReadLoop::Epoll)
+                }
+            },
+        }
+    }
+
+    /// As `stats` and the start-up line name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReadLoop::Uring(_) => "uring",
+            ReadLoop::Epoll => "epoll",
+        }
+    }
 }
 
 /// Every running source, and what it takes to start one more.
@@ -88,6 +118,8 @@ pub struct Running {
     stopping: std::sync::atomic::AtomicBool,
     /// Held while sources are added or removed, and when shutdown begins.
     changes: Mutex<()>,
+    /// The guards of the workers' and file sources' threads.
+    readers: Arc<Tracker>,
 }
 
 /// A file source's thread, and its own shutdown signal (requested when it is removed).
@@ -116,6 +148,8 @@ pub struct Parts {
     pub shutdown: Arc<Shutdown>,
     /// The io_uring workers' receive buffer size.
     pub buf_size: usize,
+    /// Every thread started here holds one of its guards.
+    pub readers: Arc<Tracker>,
 }
 
 impl Running {
@@ -141,6 +175,7 @@ impl Running {
             uring_threads: Mutex::default(),
             stopping: Default::default(),
             changes: Mutex::default(),
+            readers: p.readers,
         }
     }
 
@@ -183,6 +218,7 @@ impl Running {
                 counters: Arc::clone(&self.counters),
                 channel: self.channel.clone(),
                 shutdown: Arc::clone(&shutdown),
+                done: self.readers.guard(),
             };
             let t = file::start(args, first);
             self.files.lock().unwrap().push(FileThread {
@@ -239,10 +275,11 @@ impl Running {
                 shutdown: Arc::clone(&self.shutdown),
                 balance: Arc::clone(&balance),
             };
-            let fatal = self.fatal.clone();
+            let (fatal, done) = (self.fatal.clone(), self.readers.guard());
             let spawned = std::thread::Builder::new()
                 .name(format!("ringway-uring-{index}"))
                 .spawn(move || {
+                    let _done = done;
                     if let Err(e) = uring::run_worker(args) {
                         tracing::error!("{e}");
                         let _ = fatal.send(e.to_string());
