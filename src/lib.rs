@@ -25,8 +25,10 @@
 //!
 //! # Layout
 //! Dependencies point down this list (a module imports only modules below it):
-//! - [`gateway`]: wiring, signals and the shutdown order.
+//! - [`gateway`]: the binary's edge: the read loop choice, the runtime, signals, exit status.
 //! - [`control`]: the control socket (commands, `ctl`, `reload`) and the metrics endpoint.
+//! - [`topology`]: the running sources, lanes and sinks: built from a config (the diff from
+//!   nothing), changed by `reload` (the diff from the running config), shut down in order.
 //! - [`source`]: the listeners and read loops: [`source::uring`] (the only `unsafe` module),
 //!   [`source::readiness`] (the tokio readiness loop, `io_mode = "epoll"`), [`source::ws`] (WebSocket), the socket-path
 //!   rules in [`source::unix`], TCP listeners in [`source::tcp`], the file source in

@@ -1,5 +1,5 @@
-//! The control socket's listener and connections: who may talk, how a request is read (bounded,
-//! with a deadline), and how each gets its one-line answer.
+//! The control socket's listener and connections: who may talk, how a request is read (framed by
+//! the data path's [`Framer`], bounded, with a deadline), and how each gets its one-line answer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,9 +9,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::{watch, Semaphore};
 
+use std::collections::VecDeque;
+
 use super::commands::Control;
 use super::protocol::Request;
 use crate::config::ControlConfig;
+use crate::framing::{Frame, Framer, FramingConfig, Oversized};
 use crate::telemetry::RateLimit;
 
 /// How long a response may take to be written before the connection is dropped.
@@ -145,64 +148,43 @@ enum Next {
     Failed(String),
 }
 
-/// Reads request lines of at most `max` bytes. A longer line is never held: its bytes are
-/// dropped as they arrive, up to its newline.
+/// Reads request lines of at most `max` bytes, framed by the data path's [`Framer`]: a longer
+/// line is never held (only its first byte, to know one is pending), its bytes are dropped as
+/// they arrive, up to its newline. Blank lines are not requests.
 struct Lines {
-    max: usize,
-    buf: Vec<u8>,
-    /// Bytes read past the last line returned.
-    pending: Vec<u8>,
+    cfg: FramingConfig,
+    framer: Framer,
+    /// Requests framed and not yet answered (a client may pipeline several in one write).
+    ready: VecDeque<Next>,
 }
 
 impl Lines {
     fn new(max: usize) -> Lines {
         Lines {
-            max,
-            buf: Vec::new(),
-            pending: Vec::new(),
+            cfg: FramingConfig {
+                max_length: max,
+                oversized: Oversized::Drop,
+                emit_incomplete: false,
+                keep_head: 1,
+                ..FramingConfig::default()
+            },
+            framer: Framer::new(),
+            ready: VecDeque::new(),
         }
     }
 
+    /// The next request; a request must arrive whole within `deadline` of its first byte.
     async fn next(&mut self, stream: &mut UnixStream, deadline: Duration) -> Next {
         let mut chunk = [0u8; 8192];
-        let mut skipping = false;
         let mut started: Option<tokio::time::Instant> = None;
-        self.buf.clear();
-        let mut input = std::mem::take(&mut self.pending);
         loop {
-            // Take what is already here.
-            if !input.is_empty() {
-                if started.is_none() {
-                    started = Some(tokio::time::Instant::now());
-                }
-                match memchr::memchr(b'\n', &input) {
-                    Some(i) => {
-                        self.pending = input.split_off(i + 1);
-                        input.truncate(i);
-                        if skipping || self.buf.len() + input.len() > self.max {
-                            return Next::TooLong;
-                        }
-                        self.buf.extend_from_slice(&input);
-                        if self.buf.iter().all(u8::is_ascii_whitespace) {
-                            // An empty line: not a request.
-                            self.buf.clear();
-                            started = None;
-                            input = std::mem::take(&mut self.pending);
-                            continue;
-                        }
-                        return Next::Line(std::mem::take(&mut self.buf));
-                    }
-                    None => {
-                        if !skipping && self.buf.len() + input.len() > self.max {
-                            skipping = true;
-                            self.buf = Vec::new();
-                        }
-                        if !skipping {
-                            self.buf.extend_from_slice(&input);
-                        }
-                        input.clear();
-                    }
-                }
+            if let Some(next) = self.ready.pop_front() {
+                return next;
+            }
+            if self.framer.carried() == 0 {
+                started = None;
+            } else if started.is_none() {
+                started = Some(tokio::time::Instant::now());
             }
             let wait = match started {
                 Some(t) => (t + deadline).saturating_duration_since(tokio::time::Instant::now()),
@@ -217,14 +199,76 @@ impl Lines {
                 Err(_) => return Next::Eof, // idle for too long
                 Ok(Err(e)) => return Next::Failed(format!("read failed: {e}")),
                 Ok(Ok(0)) => {
-                    if self.buf.is_empty() && !skipping {
-                        return Next::Eof;
+                    let mut cut = false;
+                    self.framer.finish(&self.cfg, &mut |_| cut = true);
+                    if cut {
+                        return Next::Failed(
+                            "the request was cut off (no newline before EOF)".into(),
+                        );
                     }
-                    return Next::Failed("the request was cut off (no newline before EOF)".into());
+                    return Next::Eof;
                 }
                 Ok(Ok(n)) => n,
             };
-            input.extend_from_slice(&chunk[..n]);
+            let ready = &mut self.ready;
+            self.framer.feed(&self.cfg, &chunk[..n], &mut |f| match f {
+                Frame::Line { bytes, .. } if bytes.iter().all(u8::is_ascii_whitespace) => {}
+                Frame::Line { bytes, .. } => ready.push_back(Next::Line(bytes.to_vec())),
+                _ => ready.push_back(Next::TooLong),
+            });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// Everything `Lines` hands out for `input`, written in pieces of `piece` bytes.
+    async fn frames(input: &[u8], piece: usize, max: usize) -> Vec<String> {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let input = input.to_vec();
+        let writer = tokio::spawn(async move {
+            for p in input.chunks(piece) {
+                a.write_all(p).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        });
+        let mut lines = Lines::new(max);
+        let mut out = Vec::new();
+        loop {
+            match lines.next(&mut b, Duration::from_secs(5)).await {
+                Next::Line(l) => out.push(String::from_utf8(l).unwrap()),
+                Next::TooLong => out.push("<too long>".into()),
+                Next::Eof => break,
+                Next::Failed(why) => {
+                    out.push(format!("<failed: {why}>"));
+                    break;
+                }
+            }
+        }
+        writer.await.unwrap();
+        out
+    }
+
+    /// (A `\r` before the newline counts toward the bound, as on the data path.)
+    #[tokio::test]
+    async fn requests_are_framed_bounded_and_blank_lines_skipped() {
+        let input = b"{\"cmd\":\"ping\"}\n\n   \r\n0123456789abcdefg\n{\"cmd\":\"stats\"}\r\n";
+        for piece in [1, 3, 7, input.len()] {
+            assert_eq!(
+                frames(input, piece, 16).await,
+                ["{\"cmd\":\"ping\"}", "<too long>", "{\"cmd\":\"stats\"}"],
+                "in pieces of {piece}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_cut_by_eof_is_reported() {
+        let out = frames(b"{\"cmd\":\"ping\"}\n{\"cmd\"", 4, 100).await;
+        assert_eq!(out[0], "{\"cmd\":\"ping\"}");
+        assert!(out[1].contains("cut off"), "{out:?}");
     }
 }
