@@ -227,19 +227,10 @@ mod tests {
     use std::sync::atomic::Ordering::Relaxed;
 
     use super::*;
-    use crate::event::{Codec, ConnMeta, SourceKind, SourceMeta};
+    use crate::event::{ConnMeta, SourceMeta};
 
     fn batch(events: usize) -> Batch {
-        let source = Arc::new(SourceMeta {
-            name: "t".into(),
-            kind: SourceKind::UnixSocketServer,
-            path: "/t".into(),
-            codec: Codec::Json,
-            latency_field: None,
-            stream: 0,
-            counters: Default::default(),
-            pause: Default::default(),
-        });
+        let source = Arc::new(SourceMeta::plain("t", 0));
         let mut b = Batch::new(Arc::new(ConnMeta::new(source, 1)), 64);
         for _ in 0..events {
             b.push(b"{}");

@@ -106,6 +106,23 @@ pub struct SourceMeta {
     pub pause: Pause,
 }
 
+impl SourceMeta {
+    /// A json `unix_socket_server` source's metadata, everything else at its default (for
+    /// tests and tools).
+    pub fn plain(name: &str, stream: usize) -> SourceMeta {
+        SourceMeta {
+            name: name.into(),
+            kind: SourceKind::UnixSocketServer,
+            path: String::new(),
+            codec: Codec::Json,
+            latency_field: None,
+            stream,
+            counters: Default::default(),
+            pause: Default::default(),
+        }
+    }
+}
+
 /// Who sent a batch: fixed for the life of a connection, shared by all its batches.
 #[derive(Debug)]
 pub struct ConnMeta {

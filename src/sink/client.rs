@@ -1,13 +1,15 @@
-//! The `unix_socket_client` sink: a connection to a peer's UNIX socket, kept up with retries,
-//! fed from a bounded spool; what the peer sends back is an event stream of the sink's name.
+//! The client sinks (`unix_socket_client`, `ws_client`): a connection to a peer, kept up with
+//! retries, fed from a bounded spool; what the peer sends back is an event stream of the sink's
+//! name.
 //!
 //! In: deliveries from the sink thread, through the [`Spool`] (bounded in bytes; full ⇒ the sink
 //! thread holds the lanes that feed it ⇒ their sources feel backpressure). Out: the events,
 //! encoded as configured, written in order with `writev`; and the peer's replies, framed and
 //! decoded like any source's, on the channel lane of this sink's name.
 //!
-//! One thread per sink writes and (re)connects; one per connection reads the replies. When the
-//! peer goes away (a write fails, or reading its replies fails) the events of the batch being
+//! One thread per sink writes and (re)connects, the same for every target; what differs is a
+//! [`Link`] (UNIX socket: `unix_link`, where one thread per connection reads the replies;
+//! WebSocket: `ws_link`). When the peer goes away (a write fails, or reading its replies fails) the events of the batch being
 //! written when it went are written again on the next connection, from its first event, and
 //! counted in `resent` (the peer may have read some of them: they are the possible duplicates).
 //! The peer's EOF alone is not a broken connection: a peer may shut down its writing side and
@@ -27,8 +29,6 @@
 //! close, reading its last replies. What it does not do: acknowledge at the application level.
 
 use std::collections::VecDeque;
-use std::io::{IoSlice, Write};
-use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -36,6 +36,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use super::link::{Item, Link, Outbox};
+use super::unix_link::UnixLink;
 use super::ws_link::WsLink;
 use super::Delivery;
 use crate::channel::Sender;
@@ -52,23 +54,6 @@ const STABLE: Duration = Duration::from_secs(1);
 /// At most this much is taken from the spool for one `writev`.
 const TAKE_BYTES: usize = 1 << 20;
 const TAKE_ITEMS: usize = 512;
-
-/// A batch waiting for the peer: the delivery, and its bytes if the format is not raw.
-pub struct Item {
-    d: Arc<Delivery>,
-    encoded: Option<Vec<u8>>,
-}
-
-impl Item {
-    /// Per event: did it come in a binary WebSocket message? (Empty: none did.)
-    pub(super) fn binary_flags(&self) -> &[bool] {
-        &self.d.batch.binary
-    }
-
-    pub(super) fn bytes(&self) -> &[u8] {
-        self.encoded.as_deref().unwrap_or(&self.d.batch.data)
-    }
-}
 
 /// The bounded queue between the sink thread and a client's thread.
 pub struct Spool {
@@ -212,73 +197,14 @@ pub fn start(args: Args) -> JoinHandle<()> {
 }
 
 struct Conn {
-    link: Link,
+    link: Box<dyn Link>,
     since: Instant,
-}
-
-enum Link {
-    Unix {
-        stream: UnixStream,
-        /// None once it has ended at the peer's EOF (the peer may still read: we write on).
-        reader: Option<JoinHandle<ReadEnd>>,
-    },
-    /// (Replies are read on this thread, between writes.)
-    Ws(Box<WsLink>),
-}
-
-/// How a reply reader ended.
-enum ReadEnd {
-    /// The peer shut down its writing side (or closed: then the next write fails), or the
-    /// replies' lane is gone (shutdown). Not by itself a broken connection.
-    Eof,
-    /// Reading failed (ECONNRESET: the peer closed with our bytes unread): the connection is
-    /// broken.
-    Failed(std::io::Error),
-}
-
-impl Conn {
-    /// The reader's error, if it has ended with one. Cheap while it runs (no syscall).
-    fn read_failed(&mut self) -> Option<std::io::Error> {
-        let reader = match &mut self.link {
-            Link::Unix { reader, .. } => reader,
-            Link::Ws(w) => {
-                return match w.poll_replies() {
-                    Ok(true) => None,
-                    Ok(false) => Some(std::io::Error::other("the peer closed the WebSocket")),
-                    Err(e) => Some(e),
-                }
-            }
-        };
-        if !reader.as_ref()?.is_finished() {
-            return None;
-        }
-        match reader.take()?.join() {
-            Ok(ReadEnd::Eof) => None,
-            Ok(ReadEnd::Failed(e)) => Some(e),
-            Err(_) => Some(std::io::Error::other("the reply reader panicked")),
-        }
-    }
-
-    /// Close both ways and wait for the reader.
-    fn close(self) {
-        match self.link {
-            Link::Unix { stream, reader } => {
-                let _ = stream.shutdown(std::net::Shutdown::Both);
-                if let Some(r) = reader {
-                    let _ = r.join();
-                }
-            }
-            Link::Ws(mut w) => w.end(),
-        }
-    }
 }
 
 struct Client {
     a: Args,
     /// Taken from the spool, not yet fully written (the front one perhaps in part).
-    outbox: VecDeque<Item>,
-    /// Bytes of the front item already written on this connection.
-    front_off: usize,
+    outbox: Outbox,
     /// Failed attempts in a row.
     failures: u64,
     circuit_open: bool,
@@ -295,8 +221,7 @@ impl Client {
             ^ (std::process::id() as u64) << 32;
         Client {
             a,
-            outbox: VecDeque::new(),
-            front_off: 0,
+            outbox: Outbox::default(),
             failures: 0,
             circuit_open: false,
             next_attempt: Instant::now(),
@@ -325,18 +250,17 @@ impl Client {
                 conn = self.connect();
                 continue;
             };
-            if let Some(e) = c.read_failed() {
+            if let Some(e) = c.link.read_failed() {
                 let why = format!("reading replies: {e}");
                 self.broken(conn.take().unwrap(), &why);
                 continue;
             }
             if self.outbox.is_empty() {
-                // (Over WebSocket, replies are read between these waits: keep them short.)
-                let wait = match c.link {
-                    Link::Unix { .. } => WRITE_SLICE,
-                    Link::Ws(_) => Duration::from_millis(10),
-                };
-                match self.a.spool.take(&mut self.outbox, wait) {
+                match self
+                    .a
+                    .spool
+                    .take(&mut self.outbox.items, c.link.idle_wait())
+                {
                     Some(()) => {}
                     None => {
                         // Everything is written: tell the peer, then read its last replies.
@@ -350,85 +274,16 @@ impl Client {
                     continue;
                 }
             }
-            let written = match &mut c.link {
-                Link::Unix { stream, .. } => self.write(stream),
-                Link::Ws(w) => self.write_ws(w),
-            };
-            if let Err(e) = written {
+            let give_up = self.give_up_clock();
+            if let Err(e) = c.link.write(&mut self.outbox, &give_up) {
                 self.broken(conn.take().unwrap(), &e.to_string());
             }
         }
         // Gave up at shutdown: what could not be written is lost, and counted.
-        for item in self.outbox.drain(..) {
-            item.d.fail();
-        }
+        self.outbox.fail_all();
         self.a.spool.fail_all();
         if let Some(c) = conn {
-            c.close();
-        }
-    }
-
-    /// Write from the outbox until it is empty. Err: the connection is broken.
-    fn write(&mut self, stream: &mut UnixStream) -> std::io::Result<()> {
-        while !self.outbox.is_empty() {
-            let mut slices: Vec<IoSlice<'_>> = self
-                .outbox
-                .iter()
-                .enumerate()
-                .map(|(i, it)| IoSlice::new(&it.bytes()[if i == 0 { self.front_off } else { 0 }..]))
-                .collect();
-            match stream.write_vectored(&slices) {
-                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(mut n) => {
-                    slices.clear();
-                    // Whole items written are delivered (dropping them counts them out).
-                    while n > 0 {
-                        let left = self.outbox[0].bytes().len() - self.front_off;
-                        if n >= left {
-                            n -= left;
-                            self.outbox.pop_front();
-                            self.front_off = 0;
-                        } else {
-                            self.front_off += n;
-                            n = 0;
-                        }
-                    }
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    if self.give_up_passed() {
-                        return Ok(()); // the run loop sees it and gives up
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    /// Send the outbox over WebSocket. On failure every batch of it goes again on the next
-    /// connection (the peer may have read some of them: counted in `resent`).
-    fn write_ws(&mut self, w: &mut WsLink) -> std::io::Result<()> {
-        let shutdown = Arc::clone(&self.a.shutdown);
-        let give_up = move || shutdown.sink_give_up().is_some_and(|t| Instant::now() >= t);
-        match w.write(self.outbox.iter(), give_up) {
-            Ok(true) => {
-                // Sent: dropping them counts them delivered.
-                self.outbox.clear();
-                Ok(())
-            }
-            Ok(false) => Ok(()), // the run loop sees the give-up point
-            Err(e) => {
-                let events: usize = self.outbox.iter().map(|i| i.d.batch.events()).sum();
-                Counters::add(&self.a.counters.resent, events as u64);
-                Err(e)
-            }
+            c.link.close();
         }
     }
 
@@ -440,13 +295,8 @@ impl Client {
             .connected
             .store(false, Ordering::Relaxed);
         let lived = c.since.elapsed();
-        c.close();
-        if self.front_off > 0 {
-            if let Some(front) = self.outbox.front() {
-                Counters::add(&self.a.counters.resent, front.d.batch.events() as u64);
-            }
-            self.front_off = 0;
-        }
+        c.link.close();
+        Counters::add(&self.a.counters.resent, self.outbox.take_exposed());
         tracing::warn!(sink = %self.a.name, target = %self.a.cfg.target.describe(),
             "connection lost ({why}); reconnecting (events wait in the spool)");
         if lived >= STABLE {
@@ -468,20 +318,7 @@ impl Client {
             std::thread::sleep(wait);
             return None;
         }
-        let link = match &self.a.cfg.target {
-            ClientTarget::Unix(path) => UnixStream::connect(path).and_then(|stream| {
-                let _ = stream.set_write_timeout(Some(WRITE_SLICE));
-                let reader = self.spawn_reader(stream.try_clone()?)?;
-                Ok(Link::Unix {
-                    stream,
-                    reader: Some(reader),
-                })
-            }),
-            ClientTarget::Ws(t) => {
-                WsLink::connect(t, WRITE_SLICE, self.reply_feeder()).map(|w| Link::Ws(Box::new(w)))
-            }
-        };
-        match link {
+        match self.open_link() {
             Ok(link) => {
                 let status = &self.a.spool.status;
                 if self.ever_connected {
@@ -564,37 +401,33 @@ impl Client {
         )
     }
 
-    /// Err (thread spawn failed: out of threads or memory) is a failed connect, not a panic.
-    fn spawn_reader(&self, stream: UnixStream) -> std::io::Result<JoinHandle<ReadEnd>> {
-        let feeder = self.reply_feeder();
-        let buf_size = self.a.cfg.buf_size.get();
-        std::thread::Builder::new()
-            .name(format!("ringway-replies-{}", self.a.name))
-            .spawn(move || read_replies(stream, feeder, buf_size))
+    /// The spool is sealed and empty: the link tells the peer and reads its last replies, until
+    /// the give-up point.
+    fn finish(&mut self, c: Conn) {
+        let give_up = self.give_up_clock();
+        c.link.finish(&give_up);
     }
 
-    /// The spool is sealed and empty: shut down our writing side and wait for the peer to close
-    /// (its last replies are read meanwhile), until the give-up point.
-    ///
-    /// A peer that has already shut down its writing side cannot show us its close (its EOF has
-    /// been read): what we wrote is in its socket, so we close at once and it reads on.
-    fn finish(&mut self, c: Conn) {
-        match c.link {
-            Link::Unix { stream, reader } => {
-                let _ = stream.shutdown(std::net::Shutdown::Write);
-                while reader.as_ref().is_some_and(|r| !r.is_finished()) && !self.give_up_passed() {
-                    // The spool is sealed, so it has nothing to wait on: sleep a slice.
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Conn {
-                    link: Link::Unix { stream, reader },
-                    since: c.since,
-                }
-                .close();
-            }
-            // Close (1000), and read the last replies until the peer answers.
-            Link::Ws(mut w) => w.finish(|| self.give_up_passed()),
-        }
+    /// The one place the target's kind matters: which link to open. A link that cannot be
+    /// opened whole (its reply reader not spawned, say) is a failed connect, not a panic.
+    fn open_link(&self) -> std::io::Result<Box<dyn Link>> {
+        let replies = self.reply_feeder();
+        Ok(match &self.a.cfg.target {
+            ClientTarget::Unix(path) => Box::new(UnixLink::connect(
+                path,
+                WRITE_SLICE,
+                replies,
+                self.a.cfg.buf_size.get(),
+                &self.a.name,
+            )?),
+            ClientTarget::Ws(t) => Box::new(WsLink::connect(t, WRITE_SLICE, replies)?),
+        })
+    }
+
+    /// "Has the shutdown give-up point passed?", for a link to ask while it waits.
+    fn give_up_clock(&self) -> impl Fn() -> bool {
+        let shutdown = Arc::clone(&self.a.shutdown);
+        move || shutdown.sink_give_up().is_some_and(|t| Instant::now() >= t)
     }
 }
 
@@ -607,24 +440,4 @@ fn jittered(retry: &Retry, d: Duration, rng: &mut u64) -> Duration {
     *rng ^= *rng << 17;
     let r = (*rng >> 11) as f64 / (1u64 << 53) as f64;
     d.mul_f64(1.0 - retry.jitter * r)
-}
-
-/// Read the peer's replies until EOF or an error; the writer thread looks at how it ended.
-fn read_replies(mut stream: UnixStream, mut feeder: Feeder, buf_size: usize) -> ReadEnd {
-    use std::io::Read;
-    let mut buf = vec![0u8; buf_size];
-    let end = loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break ReadEnd::Eof,
-            Ok(n) => {
-                if !feeder.feed(&buf[..n]) || !feeder.flush() {
-                    return ReadEnd::Eof; // the lane is gone: shutdown
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => break ReadEnd::Failed(e),
-        }
-    };
-    feeder.finish();
-    end
 }

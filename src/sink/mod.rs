@@ -25,6 +25,8 @@ pub mod client;
 pub mod encode;
 mod output;
 
+mod link;
+mod unix_link;
 mod ws_link;
 
 use std::io::IoSlice;

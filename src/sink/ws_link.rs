@@ -1,5 +1,5 @@
-//! The WebSocket connection of a `ws_client` sink (part of `sink::client`): connect (TCP, TLS
-//! with rustls, upgrade), send events as messages, and read what the peer sends back.
+//! The WebSocket connection of a `ws_client` sink (a [`Link`] of `sink::client`): connect (TCP,
+//! TLS with rustls, upgrade), send events as messages, and read what the peer sends back.
 //!
 //! Blocking, on the client sink's own thread, like the UNIX connection: writes wait at most a
 //! slice (the socket's write timeout) before the shutdown clock is looked at again; replies are
@@ -16,7 +16,7 @@ use tokio_rustls::rustls;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
 
-use super::client::Item;
+use super::link::{is_timeout, Item, Link, Outbox};
 use crate::config::{ClientTls, WsClientTarget};
 use crate::ingest::Feeder;
 
@@ -71,13 +71,6 @@ pub struct WsLink {
     replies: Option<Feeder>,
     /// Our close frame is sent.
     closing: bool,
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
 }
 
 fn io_err(e: tungstenite::Error) -> io::Error {
@@ -178,10 +171,10 @@ impl WsLink {
 
     /// Send every item, one message per event (events end at newlines), and flush. Ok(false):
     /// the shutdown give-up point passed while the peer was not taking them.
-    pub fn write<'a>(
+    fn send<'a>(
         &mut self,
         items: impl Iterator<Item = &'a Item>,
-        give_up: impl Fn() -> bool,
+        give_up: &dyn Fn() -> bool,
     ) -> io::Result<bool> {
         for item in items {
             let flags = item.binary_flags();
@@ -226,7 +219,7 @@ impl WsLink {
 
     /// Read what the peer has sent (without waiting more than a moment). Err: the connection
     /// is broken. Ok(false): the peer closed it.
-    pub fn poll_replies(&mut self) -> io::Result<bool> {
+    fn poll_replies(&mut self) -> io::Result<bool> {
         loop {
             match self.ws.read() {
                 Ok(Message::Text(t)) => self.reply(t.as_bytes()),
@@ -261,7 +254,7 @@ impl WsLink {
 
     /// Everything is sent: close (1000) and read the peer's last replies until it answers,
     /// or `give_up`.
-    pub fn finish(&mut self, give_up: impl Fn() -> bool) {
+    fn close_and_drain(&mut self, give_up: &dyn Fn() -> bool) {
         if !self.closing {
             self.closing = true;
             let _ = self.ws.close(None);
@@ -278,10 +271,49 @@ impl WsLink {
     }
 
     /// Drop the connection now (its last replies' batch is sent first).
-    pub fn end(&mut self) {
+    fn end(&mut self) {
         let _ = self.ws.get_ref().tcp().shutdown(std::net::Shutdown::Both);
         if let Some(f) = self.replies.take() {
             f.finish();
         }
+    }
+}
+
+impl Link for WsLink {
+    /// Replies are read on the writing thread, between these waits: keep them short.
+    fn idle_wait(&self) -> Duration {
+        Duration::from_millis(10)
+    }
+
+    fn read_failed(&mut self) -> Option<io::Error> {
+        match self.poll_replies() {
+            Ok(true) => None,
+            Ok(false) => Some(io::Error::other("the peer closed the WebSocket")),
+            Err(e) => Some(e),
+        }
+    }
+
+    /// On failure every batch of the outbox goes again on the next connection (the peer may
+    /// have read some of them).
+    fn write(&mut self, out: &mut Outbox, give_up: &dyn Fn() -> bool) -> io::Result<()> {
+        match self.send(out.items.iter(), give_up) {
+            Ok(true) => {
+                out.all_sent();
+                Ok(())
+            }
+            Ok(false) => Ok(()), // the core sees the give-up point
+            Err(e) => {
+                out.all_exposed();
+                Err(e)
+            }
+        }
+    }
+
+    fn finish(mut self: Box<Self>, give_up: &dyn Fn() -> bool) {
+        self.close_and_drain(give_up);
+    }
+
+    fn close(mut self: Box<Self>) {
+        self.end();
     }
 }
