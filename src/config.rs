@@ -208,43 +208,7 @@ impl RawConfig {
                 RawSource::File(f) => SourceConfig::File(f.validate(&field, i)?),
             });
         }
-        for (i, a) in sources.iter().enumerate() {
-            for b in &sources[..i] {
-                if a.name() == b.name() {
-                    return Err(invalid(
-                        format!("sources[{i}].name"),
-                        format!("the name {:?} is used by two sources", a.name()),
-                    ));
-                }
-                let same = match (a, b) {
-                    (SourceConfig::UnixSocketServer(x), SourceConfig::UnixSocketServer(y)) => {
-                        x.path == y.path
-                    }
-                    // 0.0.0.0:P (or [::]:P) takes port P on every address.
-                    _ => match (a.tcp_addr(), b.tcp_addr()) {
-                        (Some(x), Some(y)) => {
-                            x.port() == y.port()
-                                && x.port() != 0
-                                && (x.ip() == y.ip()
-                                    || x.ip().is_unspecified()
-                                    || y.ip().is_unspecified())
-                        }
-                        _ => false,
-                    },
-                };
-                if same {
-                    let key = if a.tcp_addr().is_some() {
-                        "url"
-                    } else {
-                        "path"
-                    };
-                    return Err(invalid(
-                        format!("sources[{i}].{key}"),
-                        format!("{} is used by two sources", a.address()),
-                    ));
-                }
-            }
-        }
+        check_distinct(&sources)?;
         let mut sinks = Vec::with_capacity(self.sinks.len());
         let mut wanted = Vec::with_capacity(self.sinks.len());
         for (i, s) in self.sinks.into_iter().enumerate() {
@@ -259,98 +223,10 @@ impl RawConfig {
             wanted.push(inputs);
         }
         let streams = resolve_inputs(&sources, &mut sinks, wanted)?;
-        let dead_letter = match self.dead_letter {
-            None => SinkConfig {
-                name: "dead_letter".into(),
-                kind: SinkKind::Log,
-                format: Format::default(),
-                inputs: Vec::new(),
-            },
-            Some(s) => {
-                let (mut d, inputs) = s.validate("dead_letter", 0)?;
-                d.name = "dead_letter".into();
-                if inputs.is_some() {
-                    return Err(invalid(
-                        "dead_letter.inputs",
-                        "the dead-letter sink takes the bad lines of every stream",
-                    ));
-                }
-                if !matches!(
-                    d.kind,
-                    SinkKind::File { .. } | SinkKind::Stdout | SinkKind::Null | SinkKind::Log
-                ) {
-                    return Err(invalid(
-                        "dead_letter.type",
-                        "use file, stdout, null or log for dead letters",
-                    ));
-                }
-                let f = &d.format;
-                let plain = Format::default();
-                for (key, differs) in [
-                    ("codec", f.codec != plain.codec),
-                    ("postprocessors", f.separator != plain.separator),
-                    ("metadata", f.metadata != plain.metadata),
-                ] {
-                    if differs {
-                        return Err(invalid(
-                            format!("dead_letter.{key}"),
-                            "dead-letter records are always JSON lines with their metadata; \
-                             codec, postprocessors and metadata do not apply",
-                        ));
-                    }
-                }
-                d
-            }
-        };
-        let c = self.channel;
-        let nz = |v: Option<usize>, d: usize, f: &str| -> Result<NonZeroUsize, Error> {
-            NonZeroUsize::new(v.unwrap_or(d))
-                .ok_or_else(|| invalid(format!("channel.{f}"), "must be at least 1"))
-        };
-        let channel = ChannelConfig {
-            capacity: nz(c.capacity, 256, "capacity")?,
-            when_full: c.when_full,
-            batch_max_events: nz(c.batch_max_events, 1024, "batch_max_events")?,
-            batch_max_bytes: nz(c.batch_max_bytes, 256 * 1024, "batch_max_bytes")?,
-        };
-        if channel.capacity.get() > 1 << 20 {
-            return Err(invalid("channel.capacity", "at most 1048576 batches"));
-        }
-        // Two writers must never share one file.
-        let mut files: Vec<(&std::path::Path, String)> = Vec::new();
-        let all = sinks
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s, format!("sinks[{i}].path")))
-            .chain(std::iter::once((
-                &dead_letter,
-                "dead_letter.path".to_string(),
-            )));
-        for (sink, field) in all {
-            if let SinkKind::File { path, .. } = &sink.kind {
-                if let Some((_, other)) = files.iter().find(|(p, _)| *p == path.as_path()) {
-                    return Err(invalid(
-                        field,
-                        format!("{} is already written by {other}", path.display()),
-                    ));
-                }
-                files.push((path, field));
-            }
-        }
-        // Offsets inside a batch are u32: keep a batch (plus one line) well below 4 GiB.
-        if channel.batch_max_bytes.get() > MAX_LEN {
-            return Err(invalid("channel.batch_max_bytes", "at most 1 GiB"));
-        }
-        let t = self.telemetry;
-        if t.report_dir
-            .as_ref()
-            .is_some_and(|d| d.as_os_str().is_empty())
-        {
-            return Err(invalid("telemetry.report_dir", "must not be empty"));
-        }
-        if t.latency_field.as_ref().is_some_and(String::is_empty) {
-            return Err(invalid("telemetry.latency_field", "must not be empty"));
-        }
+        let dead_letter = dead_letter(self.dead_letter)?;
+        let channel = channel(self.channel)?;
+        check_files(&sinks, &dead_letter)?;
+        let telemetry = telemetry(self.telemetry)?;
         let control = self.control.validate(&sources)?;
         Ok(Config {
             control,
@@ -359,10 +235,7 @@ impl RawConfig {
             log_level: self.log_level,
             text: String::new(),
             file: None,
-            telemetry: TelemetryConfig {
-                report_dir: t.report_dir,
-                latency_field: t.latency_field,
-            },
+            telemetry,
             io_mode: self.io_mode,
             workers,
             shutdown_timeout,
@@ -373,6 +246,159 @@ impl RawConfig {
             dead_letter,
         })
     }
+}
+
+/// No two sources share a name, a socket path or a TCP port.
+fn check_distinct(sources: &[SourceConfig]) -> Result<(), Error> {
+    for (i, a) in sources.iter().enumerate() {
+        for b in &sources[..i] {
+            if a.name() == b.name() {
+                return Err(invalid(
+                    format!("sources[{i}].name"),
+                    format!("the name {:?} is used by two sources", a.name()),
+                ));
+            }
+            let same = match (a, b) {
+                (SourceConfig::UnixSocketServer(x), SourceConfig::UnixSocketServer(y)) => {
+                    x.path == y.path
+                }
+                // 0.0.0.0:P (or [::]:P) takes port P on every address.
+                _ => match (a.tcp_addr(), b.tcp_addr()) {
+                    (Some(x), Some(y)) => {
+                        x.port() == y.port()
+                            && x.port() != 0
+                            && (x.ip() == y.ip()
+                                || x.ip().is_unspecified()
+                                || y.ip().is_unspecified())
+                    }
+                    _ => false,
+                },
+            };
+            if same {
+                let key = if a.tcp_addr().is_some() {
+                    "url"
+                } else {
+                    "path"
+                };
+                return Err(invalid(
+                    format!("sources[{i}].{key}"),
+                    format!("{} is used by two sources", a.address()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `[dead_letter]`: a file, stdout, null or log sink of JSON records (the default: log).
+fn dead_letter(raw: Option<RawSink>) -> Result<SinkConfig, Error> {
+    Ok(match raw {
+        None => SinkConfig {
+            name: "dead_letter".into(),
+            kind: SinkKind::Log,
+            format: Format::default(),
+            inputs: Vec::new(),
+        },
+        Some(s) => {
+            let (mut d, inputs) = s.validate("dead_letter", 0)?;
+            d.name = "dead_letter".into();
+            if inputs.is_some() {
+                return Err(invalid(
+                    "dead_letter.inputs",
+                    "the dead-letter sink takes the bad lines of every stream",
+                ));
+            }
+            if !matches!(
+                d.kind,
+                SinkKind::File { .. } | SinkKind::Stdout | SinkKind::Null | SinkKind::Log
+            ) {
+                return Err(invalid(
+                    "dead_letter.type",
+                    "use file, stdout, null or log for dead letters",
+                ));
+            }
+            let f = &d.format;
+            let plain = Format::default();
+            for (key, differs) in [
+                ("codec", f.codec != plain.codec),
+                ("postprocessors", f.separator != plain.separator),
+                ("metadata", f.metadata != plain.metadata),
+            ] {
+                if differs {
+                    return Err(invalid(
+                        format!("dead_letter.{key}"),
+                        "dead-letter records are always JSON lines with their metadata; \
+                         codec, postprocessors and metadata do not apply",
+                    ));
+                }
+            }
+            d
+        }
+    })
+}
+
+/// `[channel]`: sizes at least 1, within their bounds.
+fn channel(c: RawChannel) -> Result<ChannelConfig, Error> {
+    let nz = |v: Option<usize>, d: usize, f: &str| -> Result<NonZeroUsize, Error> {
+        NonZeroUsize::new(v.unwrap_or(d))
+            .ok_or_else(|| invalid(format!("channel.{f}"), "must be at least 1"))
+    };
+    let channel = ChannelConfig {
+        capacity: nz(c.capacity, 256, "capacity")?,
+        when_full: c.when_full,
+        batch_max_events: nz(c.batch_max_events, 1024, "batch_max_events")?,
+        batch_max_bytes: nz(c.batch_max_bytes, 256 * 1024, "batch_max_bytes")?,
+    };
+    if channel.capacity.get() > 1 << 20 {
+        return Err(invalid("channel.capacity", "at most 1048576 batches"));
+    }
+    // Offsets inside a batch are u32: keep a batch (plus one line) well below 4 GiB.
+    if channel.batch_max_bytes.get() > MAX_LEN {
+        return Err(invalid("channel.batch_max_bytes", "at most 1 GiB"));
+    }
+    Ok(channel)
+}
+
+/// Two writers must never share one file.
+fn check_files(sinks: &[SinkConfig], dead_letter: &SinkConfig) -> Result<(), Error> {
+    let mut files: Vec<(&std::path::Path, String)> = Vec::new();
+    let all = sinks
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s, format!("sinks[{i}].path")))
+        .chain(std::iter::once((
+            dead_letter,
+            "dead_letter.path".to_string(),
+        )));
+    for (sink, field) in all {
+        if let SinkKind::File { path, .. } = &sink.kind {
+            if let Some((_, other)) = files.iter().find(|(p, _)| *p == path.as_path()) {
+                return Err(invalid(
+                    field,
+                    format!("{} is already written by {other}", path.display()),
+                ));
+            }
+            files.push((path, field));
+        }
+    }
+    Ok(())
+}
+
+/// `[telemetry]`: set values must not be empty.
+fn telemetry(t: RawTelemetry) -> Result<TelemetryConfig, Error> {
+    if t.report_dir
+        .as_ref()
+        .is_some_and(|d| d.as_os_str().is_empty())
+    {
+        return Err(invalid("telemetry.report_dir", "must not be empty"));
+    }
+    if t.latency_field.as_ref().is_some_and(String::is_empty) {
+        return Err(invalid("telemetry.latency_field", "must not be empty"));
+    }
+    Ok(TelemetryConfig {
+        report_dir: t.report_dir,
+        latency_field: t.latency_field,
+    })
 }
 
 impl Config {

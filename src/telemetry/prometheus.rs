@@ -82,133 +82,157 @@ impl Snapshot {
                 super::Prom::PerSource => None,
             })
             .collect();
-        let per_source = |f: &dyn Fn(&SourceView<'_>) -> Option<i64>| {
-            v.sources
-                .iter()
-                .filter_map(|s| {
-                    let labels = vec![
-                        ("source".to_string(), s.name.to_string()),
-                        ("type".to_string(), s.kind.to_string()),
-                    ];
-                    Some((labels, f(s)?))
-                })
-                .collect::<Vec<_>>()
-        };
-        let per_sink = |f: &dyn Fn(&SinkView<'_>) -> Option<i64>| {
-            v.sinks
-                .iter()
-                .filter_map(|s| {
-                    let labels = vec![
-                        ("sink".to_string(), s.name.to_string()),
-                        ("type".to_string(), s.kind.to_string()),
-                    ];
-                    Some((labels, f(s)?))
-                })
-                .collect::<Vec<_>>()
-        };
-        let n = |a: &std::sync::atomic::AtomicU64| Some(a.load(Relaxed) as i64);
-        let labelled = vec![
-            (
-                "ringway_events_received",
-                "Valid events read, per source.",
-                per_source(&|s| n(&s.counters.events_in)),
-                true,
-            ),
-            (
-                "ringway_bytes_received",
-                "Bytes read, per source.",
-                per_source(&|s| n(&s.counters.bytes_in)),
-                true,
-            ),
-            (
-                "ringway_events_dead_lettered",
-                "Bad lines sent to the dead-letter sink, per source.",
-                per_source(&|s| n(&s.counters.dead_lettered)),
-                true,
-            ),
-            (
-                "ringway_connections_accepted",
-                "Connections accepted, per source.",
-                per_source(&|s| n(&s.counters.connections_accepted)),
-                true,
-            ),
-            (
-                "ringway_connections_open",
-                "Connections open now, per source.",
-                per_source(&|s| n(&s.counters.connections_active)),
-                false,
-            ),
-            (
-                "ringway_source_paused",
-                "1 while the source is paused (control socket).",
-                per_source(&|s| Some(i64::from(s.paused))),
-                false,
-            ),
-            (
-                "ringway_channel_depth_batches",
-                "Batches waiting in the source's channel lane.",
-                per_source(&|s| s.lane.map(|l| l.0 as i64)),
-                false,
-            ),
-            (
-                "ringway_channel_capacity_batches",
-                "Capacity of the source's channel lane.",
-                per_source(&|s| s.lane.map(|l| l.1 as i64)),
-                false,
-            ),
-            (
-                "ringway_sink_events",
-                "Events handed to the sink (written, or queued in its spool or reply queues).",
-                per_sink(&|s| n(&s.counters.events_out)),
-                true,
-            ),
-            (
-                "ringway_sink_bytes",
-                "Bytes handed to the sink.",
-                per_sink(&|s| n(&s.counters.bytes_out)),
-                true,
-            ),
-            (
-                "ringway_spool_bytes",
-                "Bytes waiting in a client sink's spool.",
-                per_sink(&|s| s.spool.map(|p| p.0 as i64)),
-                false,
-            ),
-            (
-                "ringway_spool_capacity_bytes",
-                "Bound of a client sink's spool.",
-                per_sink(&|s| s.spool.map(|p| p.1 as i64)),
-                false,
-            ),
-        ];
-        let h = &v.histograms;
-        let histograms = vec![
-            (
-                "ringway_ingest_to_sink_seconds",
-                "From the receive that opened a batch to every sink's write, per event.",
-                1e9,
-                h.ingest_to_sink.clone(),
-            ),
-            (
-                "ringway_event_latency_seconds",
-                "From the event's latency_field stamp to the sink write.",
-                1e9,
-                h.event_latency.clone(),
-            ),
-            (
-                "ringway_batch_events",
-                "Events per batch.",
-                1.0,
-                h.batch_events.clone(),
-            ),
-        ];
         Snapshot {
             uptime_s: v.uptime_s,
             totals,
-            labelled,
-            histograms,
+            labelled: source_families(v)
+                .into_iter()
+                .chain(sink_families(v))
+                .collect(),
+            histograms: histogram_families(&v.histograms),
         }
     }
+}
+
+/// A labelled family: (metric, help, [(labels, value)], counter?).
+type Family = (&'static str, &'static str, Vec<Labelled>, bool);
+
+fn count(a: &std::sync::atomic::AtomicU64) -> Option<i64> {
+    Some(a.load(Relaxed) as i64)
+}
+
+/// The per-source families.
+fn source_families(v: &View<'_>) -> Vec<Family> {
+    let per_source = |f: &dyn Fn(&SourceView<'_>) -> Option<i64>| {
+        v.sources
+            .iter()
+            .filter_map(|s| {
+                let labels = vec![
+                    ("source".to_string(), s.name.to_string()),
+                    ("type".to_string(), s.kind.to_string()),
+                ];
+                Some((labels, f(s)?))
+            })
+            .collect::<Vec<_>>()
+    };
+    let n = count;
+    vec![
+        (
+            "ringway_events_received",
+            "Valid events read, per source.",
+            per_source(&|s| n(&s.counters.events_in)),
+            true,
+        ),
+        (
+            "ringway_bytes_received",
+            "Bytes read, per source.",
+            per_source(&|s| n(&s.counters.bytes_in)),
+            true,
+        ),
+        (
+            "ringway_events_dead_lettered",
+            "Bad lines sent to the dead-letter sink, per source.",
+            per_source(&|s| n(&s.counters.dead_lettered)),
+            true,
+        ),
+        (
+            "ringway_connections_accepted",
+            "Connections accepted, per source.",
+            per_source(&|s| n(&s.counters.connections_accepted)),
+            true,
+        ),
+        (
+            "ringway_connections_open",
+            "Connections open now, per source.",
+            per_source(&|s| n(&s.counters.connections_active)),
+            false,
+        ),
+        (
+            "ringway_source_paused",
+            "1 while the source is paused (control socket).",
+            per_source(&|s| Some(i64::from(s.paused))),
+            false,
+        ),
+        (
+            "ringway_channel_depth_batches",
+            "Batches waiting in the source's channel lane.",
+            per_source(&|s| s.lane.map(|l| l.0 as i64)),
+            false,
+        ),
+        (
+            "ringway_channel_capacity_batches",
+            "Capacity of the source's channel lane.",
+            per_source(&|s| s.lane.map(|l| l.1 as i64)),
+            false,
+        ),
+    ]
+}
+
+/// The per-sink families.
+fn sink_families(v: &View<'_>) -> Vec<Family> {
+    let per_sink = |f: &dyn Fn(&SinkView<'_>) -> Option<i64>| {
+        v.sinks
+            .iter()
+            .filter_map(|s| {
+                let labels = vec![
+                    ("sink".to_string(), s.name.to_string()),
+                    ("type".to_string(), s.kind.to_string()),
+                ];
+                Some((labels, f(s)?))
+            })
+            .collect::<Vec<_>>()
+    };
+    let n = count;
+    vec![
+        (
+            "ringway_sink_events",
+            "Events handed to the sink (written, or queued in its spool or reply queues).",
+            per_sink(&|s| n(&s.counters.events_out)),
+            true,
+        ),
+        (
+            "ringway_sink_bytes",
+            "Bytes handed to the sink.",
+            per_sink(&|s| n(&s.counters.bytes_out)),
+            true,
+        ),
+        (
+            "ringway_spool_bytes",
+            "Bytes waiting in a client sink's spool.",
+            per_sink(&|s| s.spool.map(|p| p.0 as i64)),
+            false,
+        ),
+        (
+            "ringway_spool_capacity_bytes",
+            "Bound of a client sink's spool.",
+            per_sink(&|s| s.spool.map(|p| p.1 as i64)),
+            false,
+        ),
+    ]
+}
+
+/// (metric, help, unit divisor, histogram).
+fn histogram_families(h: &Histograms) -> Vec<(&'static str, &'static str, f64, Histogram<u64>)> {
+    vec![
+        (
+            "ringway_ingest_to_sink_seconds",
+            "From the receive that opened a batch to every sink's write, per event.",
+            1e9,
+            h.ingest_to_sink.clone(),
+        ),
+        (
+            "ringway_event_latency_seconds",
+            "From the event's latency_field stamp to the sink write.",
+            1e9,
+            h.event_latency.clone(),
+        ),
+        (
+            "ringway_batch_events",
+            "Events per batch.",
+            1.0,
+            h.batch_events.clone(),
+        ),
+    ]
 }
 
 /// Bucket bounds (in the histogram's unit after dividing): powers of 2 around what we see.
