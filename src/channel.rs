@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::config::WhenFull;
-use crate::event::Batch;
+use crate::event::{Batch, Delivered};
 use crate::telemetry::Counters;
 
 /// The producing half; clone one per worker. A batch goes to the lane of its stream
@@ -211,6 +211,7 @@ impl Sender {
     }
 
     fn drop_batch(&self, b: &Batch) {
+        b.report(Delivered::Dropped);
         Counters::add(&self.counters.dropped, b.events() as u64);
         // Their records are gone too; they were counted in dead_lettered when made.
         Counters::add(&self.counters.dead_letters_dropped, b.dead.len() as u64);
@@ -218,6 +219,7 @@ impl Sender {
 
     /// The sink thread is gone (it panicked): nothing more can be written.
     fn lost(&self, b: &Batch) {
+        b.report(Delivered::Lost);
         Counters::add(&self.counters.lost_at_shutdown, b.events() as u64);
     }
 }

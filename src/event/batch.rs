@@ -64,6 +64,27 @@ pub struct DeadLetter {
     pub raw: Vec<u8>,
 }
 
+/// How a batch left the gateway, as its connection's [`DeliveryTarget`] is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// Every sink that takes its stream has written it (a file: the write returned; a client
+    /// sink: the peer's kernel took it).
+    Written,
+    /// `when_full = "drop_newest"` dropped it at a full channel.
+    Dropped,
+    /// A sink gave up on it at shutdown, or the sink side was gone.
+    Lost,
+}
+
+/// Told when each batch of a connection has left the gateway: the per-batch delivery report a
+/// source needs to acknowledge what it read (NATS acks, `{"acked":N}`). Reports of one
+/// connection may arrive out of order when several sinks take its stream: a target that acks
+/// cumulatively keeps a watermark over `first_event`.
+pub trait DeliveryTarget: Send + Sync + std::fmt::Debug {
+    /// Events `first_event .. first_event + events` of the connection ended as `outcome`.
+    fn delivered(&self, first_event: u64, events: u64, outcome: Delivered);
+}
+
 /// How many leading bytes of a bad line a dead-letter record keeps.
 pub const DEAD_LETTER_RAW_MAX: usize = 4096;
 
@@ -78,6 +99,9 @@ pub struct Batch {
     pub dead: Vec<DeadLetter>,
     /// `CLOCK_MONOTONIC` ns when the batch was opened: the receive completion of its first bytes.
     pub born: u64,
+    /// The connection's count of events before this batch's first (0-based index of its first
+    /// event on the connection): with [`Batch::events`], what a delivery report names.
+    pub first_event: u64,
     /// With `latency_field` configured, each event's stamp (or [`NO_STAMP`]); else empty.
     pub stamps: Vec<u64>,
     /// Empty unless a WebSocket source received some of these events in binary messages: then
@@ -95,6 +119,7 @@ impl Batch {
             ends,
             dead: Vec::new(),
             born: mono_ns(),
+            first_event: 0,
             stamps: Vec::new(),
             binary: Vec::new(),
         }
@@ -109,6 +134,14 @@ impl Batch {
 
     pub fn events(&self) -> usize {
         self.ends.len()
+    }
+
+    /// Tell the connection's delivery target (if it has one) how this batch ended. Called once
+    /// per batch: when the last sink lets go of it, or when the channel drops or loses it.
+    pub fn report(&self, outcome: Delivered) {
+        if let Some(t) = &self.conn.on_delivery {
+            t.delivered(self.first_event, self.events() as u64, outcome);
+        }
     }
 
     /// The stream (the channel's lane) this batch belongs to.

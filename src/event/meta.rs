@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::Notify;
 
+use super::batch::DeliveryTarget;
 use super::signal::Pause;
 
 /// How the lines of a source are validated.
@@ -139,6 +140,8 @@ pub struct ConnMeta {
     pub envelope: OnceLock<Box<[u8]>>,
     /// Where a `reply` sink writes this connection's events back (when there is one).
     pub reply: Option<Box<dyn ReplyTarget>>,
+    /// Told how each batch of the connection ended (see [`DeliveryTarget`]); None: nobody asks.
+    pub on_delivery: Option<Arc<dyn DeliveryTarget>>,
     pub opened: std::time::Instant,
     pub counters: ConnCounters,
     /// The io_uring worker reading it (None: a readiness task, or a thread of its own).
@@ -159,6 +162,7 @@ impl ConnMeta {
             peer_addr: None,
             envelope: OnceLock::new(),
             reply: None,
+            on_delivery: None,
             opened: std::time::Instant::now(),
             counters: ConnCounters::default(),
             worker: None,

@@ -10,7 +10,10 @@ mod batch;
 mod meta;
 mod signal;
 
-pub use batch::{mono_ns, Batch, DeadLetter, DeadLetterKind, DEAD_LETTER_RAW_MAX, NO_STAMP};
+pub use batch::{
+    mono_ns, Batch, DeadLetter, DeadLetterKind, Delivered, DeliveryTarget, DEAD_LETTER_RAW_MAX,
+    NO_STAMP,
+};
 pub use meta::{
     Codec, ConnCounters, ConnMeta, ReplyTarget, SourceCounters, SourceKind, SourceMeta,
 };

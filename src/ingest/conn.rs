@@ -5,6 +5,7 @@
 //! each valid event once, from the receive buffer into the batch. What it does not do: read
 //! sockets, or decide what happens when the channel is full (its caller does).
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crate::codec::{Codec, Decoder};
@@ -183,9 +184,14 @@ struct FrameSink<'a> {
 impl FrameSink<'_> {
     #[inline]
     fn batch(&mut self) -> &mut Batch {
-        let (meta, hint) = (self.meta, self.hint);
-        self.batch
-            .get_or_insert_with(|| Batch::new(Arc::clone(meta), hint))
+        let (meta, hint, events) = (self.meta, self.hint, *self.events);
+        self.batch.get_or_insert_with(|| {
+            let mut b = Batch::new(Arc::clone(meta), hint);
+            // The connection's events counted so far (those of the batches already taken)
+            // plus any of this one's not yet counted.
+            b.first_event = meta.counters.events_in.load(Relaxed) + events;
+            b
+        })
     }
 
     #[inline]

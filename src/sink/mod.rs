@@ -40,8 +40,8 @@ use tokio::sync::Notify;
 
 use crate::channel::Receiver;
 use crate::config::{Config, SinkConfig, SinkKind};
-use crate::event::Batch;
 use crate::event::Shutdown;
+use crate::event::{Batch, Delivered};
 use crate::telemetry::{Counters, RateLimit, SinkCounters};
 use output::Output;
 
@@ -64,7 +64,7 @@ const LANE_TURN: usize = 64;
 
 /// A batch on its way through the sinks. When the last sink lets go of it, its events count as
 /// written (`events_out`, and the latency histograms), or as `lost_at_shutdown` if a sink that
-/// had it gave up.
+/// had it gave up; and its connection's delivery target is told (the per-batch report).
 pub struct Delivery {
     pub batch: Batch,
     failed: AtomicBool,
@@ -95,9 +95,11 @@ impl Drop for Delivery {
         let b = &self.batch;
         let n = b.events() as u64;
         if self.failed.load(Ordering::Relaxed) {
+            b.report(Delivered::Lost);
             Counters::add(&self.counters.lost_at_shutdown, n);
             return;
         }
+        b.report(Delivered::Written);
         Counters::add(&self.counters.events_out, n);
         if n > 0 {
             let now = crate::telemetry::mono_ns();
