@@ -8,20 +8,18 @@
 //! decoded like any source's, on the channel lane of this sink's name.
 //!
 //! One thread per sink writes and (re)connects, the same for every target; what differs is a
-//! [`Link`] (UNIX socket: `unix_link`, where one thread per connection reads the replies;
+//! `link::Link` (UNIX socket: `unix_link`, where one thread per connection reads the replies;
 //! WebSocket: `ws_link`). When the peer goes away (a write fails, or reading its replies fails) the events of the batch being
 //! written when it went are written again on the next connection, from its first event, and
 //! counted in `resent` (the peer may have read some of them: they are the possible duplicates).
 //! The peer's EOF alone is not a broken connection: a peer may shut down its writing side and
 //! read on (if it closed outright, the next write fails). A batch the kernel took whole counts
-//! as delivered. Connecting follows `reconnect.retry`: attempt n waits
-//! `interval_ms · growth_rateⁿ`, at most `max_interval_ms`, less up to `jitter` of it; the
-//! counter starts again once a connection stays up for a second, and a connection that breaks
-//! sooner counts as one more failed attempt (a peer that accepts and drops us at once is retried
-//! on the schedule, not in a tight loop). A reply reader that cannot be spawned is a failed
-//! connect. After `max_retries` failures in a row the circuit opens (logged, `circuits_open` in
-//! the counters): events stay in the spool and the sources wait, and one attempt is made every
-//! `max_interval_ms` until the peer is back. Nothing is dropped; at shutdown, what is left when
+//! as delivered. Connecting follows `reconnect.retry`, as the pure `schedule::Schedule` decides
+//! (growing waits with jitter; a connection that breaks within a second counts as a failed
+//! attempt). A link that cannot be opened whole is a failed connect. After `max_retries`
+//! failures in a row the circuit opens (logged, `circuits_open` in the counters): events stay in
+//! the spool and the sources wait, and one attempt is made every `max_interval_ms` until the
+//! peer is back. Nothing is dropped; at shutdown, what is left when
 //! the grace has run out twice over counts as `lost_at_shutdown`.
 //!
 //! Shutdown: when every stream this sink takes has ended, the spool is sealed; the thread writes
@@ -36,11 +34,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::link::{Link, Outbox};
+use super::schedule::{Attempt, Schedule, Step, STABLE};
 pub use super::spool::{ClientStatus, Spool};
 use super::unix_link::UnixLink;
 use super::ws_link::WsLink;
 use crate::channel::Sender;
-use crate::config::{ChannelConfig, ClientConfig, ClientTarget, Retry, SinkConfig, SinkKind};
+use crate::config::{ChannelConfig, ClientConfig, ClientTarget, SinkConfig, SinkKind};
 use crate::event::Shutdown;
 use crate::event::{ConnMeta, SourceMeta};
 use crate::ingest::Feeder;
@@ -48,8 +47,6 @@ use crate::telemetry::Counters;
 
 /// How long a blocked write waits before looking at the shutdown clock again.
 const WRITE_SLICE: Duration = Duration::from_millis(100);
-/// A connection up this long resets the retry schedule.
-const STABLE: Duration = Duration::from_secs(1);
 
 /// What a client's threads need.
 pub struct Args {
@@ -91,11 +88,8 @@ struct Client {
     a: Args,
     /// Taken from the spool, not yet fully written (the front one perhaps in part).
     outbox: Outbox,
-    /// Failed attempts in a row.
-    failures: u64,
-    circuit_open: bool,
-    next_attempt: Instant,
-    rng: u64,
+    /// When to try the peer again, and the circuit.
+    schedule: Schedule,
     ever_connected: bool,
 }
 
@@ -106,12 +100,9 @@ impl Client {
             .map_or(1, |d| d.as_nanos() as u64)
             ^ (std::process::id() as u64) << 32;
         Client {
+            schedule: Schedule::new(a.cfg.retry.clone(), seed, Instant::now()),
             a,
             outbox: Outbox::default(),
-            failures: 0,
-            circuit_open: false,
-            next_attempt: Instant::now(),
-            rng: seed | 1,
             ever_connected: false,
         }
     }
@@ -185,23 +176,20 @@ impl Client {
         Counters::add(&self.a.counters.resent, self.outbox.take_exposed());
         tracing::warn!(sink = %self.a.name, target = %self.a.cfg.target.describe(),
             "connection lost ({why}); reconnecting (events wait in the spool)");
-        if lived >= STABLE {
-            self.failures = 0;
-            self.next_attempt = Instant::now();
-        } else {
-            // A peer that accepts and drops us at once is retried on the schedule, not in a
-            // tight loop: the attempt counter goes on growing (up to the circuit).
-            self.back_off(&format!("connection lost within {STABLE:?}: {why}"));
+        // A peer that accepts and drops us at once is retried on the schedule, not in a tight
+        // loop: the attempt counter goes on growing (up to the circuit).
+        let step = self.schedule.step(Attempt::Lost { lived }, Instant::now());
+        if step.wait.is_some() {
+            self.back_off(step, &format!("connection lost within {STABLE:?}: {why}"));
         }
     }
 
     /// One connection attempt when it is due (else wait for it). Some on success.
     fn connect(&mut self) -> Option<Conn> {
-        let now = Instant::now();
-        if now < self.next_attempt {
+        let due_in = self.schedule.due_in(Instant::now());
+        if !due_in.is_zero() {
             // Sleep in slices, so that the shutdown clock is looked at.
-            let wait = (self.next_attempt - now).min(WRITE_SLICE);
-            std::thread::sleep(wait);
+            std::thread::sleep(due_in.min(WRITE_SLICE));
             return None;
         }
         match self.open_link() {
@@ -212,14 +200,14 @@ impl Client {
                     Counters::add(&status.reconnects, 1);
                 }
                 status.connected.store(true, Ordering::Relaxed);
-                if self.circuit_open {
-                    self.circuit_open = false;
+                let step = self.schedule.step(Attempt::Connected, Instant::now());
+                if step.closed {
                     status.circuit_open.store(false, Ordering::Relaxed);
                     self.a.counters.circuit_closed();
                     tracing::warn!(sink = %self.a.name, "circuit closed: the peer is back");
                 }
                 tracing::info!(sink = %self.a.name, target = %self.a.cfg.target.describe(),
-                    attempt = self.failures + 1, "connected");
+                    attempt = step.attempt, "connected");
                 self.ever_connected = true;
                 Some(Conn {
                     link,
@@ -236,39 +224,25 @@ impl Client {
     /// A failed connect (including a reply reader that could not be spawned).
     fn failed(&mut self, e: &std::io::Error) {
         Counters::add(&self.a.counters.connect_failures, 1);
-        self.back_off(&format!("connect failed: {e}"));
+        let step = self.schedule.step(Attempt::Failed, Instant::now());
+        self.back_off(step, &format!("connect failed: {e}"));
     }
 
-    /// Another failed attempt in a row: wait as the retry schedule says (or open the circuit).
-    fn back_off(&mut self, why: &str) {
-        let retry = &self.a.cfg.retry;
-        let n = self.failures;
-        self.failures += 1;
-        self.a
-            .spool
-            .status
-            .connected
-            .store(false, Ordering::Relaxed);
-        if !self.circuit_open && retry.max_retries.is_some_and(|m| self.failures > m) {
-            self.circuit_open = true;
-            self.a
-                .spool
-                .status
-                .circuit_open
-                .store(true, Ordering::Relaxed);
+    /// Another failed attempt in a row (`step` says how long to wait, and whether the circuit
+    /// opened): show it.
+    fn back_off(&mut self, step: Step, why: &str) {
+        let status = &self.a.spool.status;
+        status.connected.store(false, Ordering::Relaxed);
+        if step.opened {
+            status.circuit_open.store(true, Ordering::Relaxed);
             self.a.counters.circuit_opened();
             tracing::warn!(sink = %self.a.name, target = %self.a.cfg.target.describe(),
                 "circuit open after {} failed attempts: events wait in the spool and the sources \
-                 feel backpressure; trying again every {:?}", self.failures, retry.max_interval);
+                 feel backpressure; trying again every {:?}", step.attempt, self.a.cfg.retry.max_interval);
         }
-        let delay = if self.circuit_open {
-            retry.max_interval
-        } else {
-            jittered(retry, retry.delay(n), &mut self.rng)
-        };
+        let wait = step.wait.unwrap_or_default();
         tracing::info!(sink = %self.a.name, target = %self.a.cfg.target.describe(),
-            attempt = n + 1, retry_in_ms = delay.as_millis() as u64, "{why}");
-        self.next_attempt = Instant::now() + delay;
+            attempt = step.attempt, retry_in_ms = wait.as_millis() as u64, "{why}");
     }
 
     /// The replies' way into the channel, for one connection (its own id and line numbers).
@@ -315,15 +289,4 @@ impl Client {
         let shutdown = Arc::clone(&self.a.shutdown);
         move || shutdown.sink_give_up().is_some_and(|t| Instant::now() >= t)
     }
-}
-
-fn jittered(retry: &Retry, d: Duration, rng: &mut u64) -> Duration {
-    if retry.jitter == 0.0 {
-        return d;
-    }
-    *rng ^= *rng << 13;
-    *rng ^= *rng >> 7;
-    *rng ^= *rng << 17;
-    let r = (*rng >> 11) as f64 / (1u64 << 53) as f64;
-    d.mul_f64(1.0 - retry.jitter * r)
 }

@@ -26,6 +26,7 @@ pub mod encode;
 mod output;
 
 mod link;
+mod schedule;
 mod spool;
 mod unix_link;
 mod ws_link;
