@@ -8,15 +8,22 @@
 //! completion are framed and decoded at once, copied into the connection's open batch (the one
 //! copy: see `channel`), and the buffer goes straight back to the ring.
 //!
+//! The worker is two halves. [`machine`] holds the decisions as a sans-IO state machine with no
+//! `unsafe`: each connection's state (reading, parked on the channel or on replies, ended),
+//! its recv's lifecycle, backpressure and its retries, re-arming, cancelling, the stall sweep,
+//! stopping and the deadline; it is property-tested against a model without a kernel. This file
+//! is the shell: it turns completions into the machine's `Input`s and carries out its `Action`s
+//! on the ring, the buffer ring and the sockets, and answers its questions about framing and the
+//! channel (`Ingesting`). Accepts, the source table (`table`) and the start of stopping (`stop`)
+//! stay in the shell.
+//!
 //! Backpressure: when the channel refuses a batch (`when_full = "block"`), the connection is
 //! parked: its recv is cancelled, completions already in flight are kept in its backlog (their
 //! buffers are held, not recycled), and nothing more is read from it, so its kernel socket buffer
-//! fills and the writer blocks. Parked connections are retried every millisecond; when the batch
-//! goes through, the backlog is processed and the recv re-armed. A connection whose reply queue
-//! is over its bound, or whose source is paused (control socket), is parked the same way, and
-//! retried when the worker is woken (its eventfd: the reply writer as the queue drains, or a
-//! `resume`), or after `REPLY_RETRY` at the latest. A multishot that ends without `MORE`
-//! (ENOBUFS included) is re-armed unless the connection is parked or finished.
+//! fills and the writer blocks. A connection whose reply queue is over its bound, or whose source
+//! is paused (control socket), is parked the same way, and looked at again when the worker is
+//! woken (its eventfd: the reply writer as the queue drains, or a `resume`). See `machine` for
+//! the rules.
 //!
 //! Sources come from the shared [`SourceTable`]; each worker keeps its own copy and looks again
 //! when the table changes (`reload`, which wakes every worker): a new source gets its accept
@@ -27,9 +34,8 @@
 //! sent blocking. The loop returns once nothing is in flight, so no buffer is freed while the
 //! kernel may still write to it.
 //!
-//! What it does not do: parse or frame (see `conn`), or write anywhere but the channel.
+//! What it does not do: parse or frame (see `ingest::Conn`), or write anywhere but the channel.
 
-use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -38,7 +44,7 @@ use std::time::{Duration, Instant};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 mod bufring;
-mod retry;
+mod machine;
 mod stop;
 mod table;
 
@@ -52,6 +58,7 @@ use crate::ingest::{Conn, IngestCtx};
 use crate::reply::RoomHook;
 use crate::telemetry::{Counters, RateLimit};
 use bufring::BufRing;
+use machine::{Action, Count, Fed, Got, Id, Ingest, Input, Machine};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -68,11 +75,7 @@ pub enum Error {
 /// Buffers per worker's provided-buffer ring (a power of two).
 const RING_BUFFERS: u16 = 128;
 const BUF_GROUP: u16 = 0;
-const PARK_RETRY: Duration = Duration::from_millis(1);
-const REPLY_RETRY: Duration = Duration::from_millis(50);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// How often armed recvs that posted nothing are checked for a missed wake-up (see `sweep`).
-const STALL_SWEEP: Duration = Duration::from_millis(200);
 
 // user_data: [kind:8][generation:24][index:32]
 const K_ACCEPT: u64 = 1;
@@ -130,40 +133,13 @@ fn build_ring() -> io::Result<IoUring> {
     Err(last.unwrap())
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Recv {
-    Armed,
-    Cancelling,
-    Idle,
-}
-
-enum Chunk {
-    Data(u16, u32),
-    Eof,
-}
-
-struct Slot {
+/// The shell's half of a connection (the core's half is its state): the socket, its source,
+/// its ingest state, and a batch the channel refused (or that is waiting to be offered).
+struct Link {
     fd: OwnedFd,
-    gen: u32,
     source: usize,
     conn: Conn,
-    recv: Recv,
-    backlog: VecDeque<Chunk>,
-    parked: Option<crate::event::Batch>,
-    /// EOF processed: close once nothing is parked.
-    done: bool,
-    dirty: bool,
-    /// A recv completion arrived since the last stall sweep.
-    seen: bool,
-    /// On the worker's `parked` / `reply_parked` / `nobufs` list (each holds a slot once).
-    listed_parked: bool,
-    listed_reply: bool,
-    listed_nobufs: bool,
-    /// Parked and counted in `parked` (once per parking, not per retry).
-    park_counted: bool,
-    /// The last completion said more data is waiting in the socket (SOCK_NONEMPTY): another
-    /// completion is coming, so the open batch keeps filling instead of being sent now.
-    more_pending: bool,
+    aside: Option<crate::event::Batch>,
 }
 
 pub struct WorkerArgs {
@@ -185,6 +161,14 @@ struct Worker {
     ring: IoUring,
     bufs: BufRing,
     args: WorkerArgs,
+    /// The decisions: connection states, retries, stopping (see `core`).
+    core: Machine,
+    /// The core's actions of one step (reused).
+    out: Vec<Action>,
+    /// Connections whose peek found a missed wake-up (answered to the core after the step).
+    stalled: Vec<Id>,
+    /// The shell's half of each connection, under the core's `Id::idx`.
+    links: Vec<Option<Link>>,
     /// This worker's copy of the source table, by index: a source stays here while this worker
     /// accepts on it or reads one of its connections.
     sources: Vec<Option<Arc<SourceRt>>>,
@@ -196,26 +180,11 @@ struct Worker {
     /// Open connections of each source on this worker.
     conns_of: Vec<usize>,
     wake_buf: Box<[u8; 8]>,
-    slots: Vec<Option<Slot>>,
-    free: Vec<u32>,
-    next_gen: u32,
     decoders: Decoders,
     pending_sqes: Vec<squeue::Entry>,
-    parked: Vec<u32>,
-    /// Waiting for room in their reply queue; retried when a reply writer wakes the worker.
-    reply_parked: Vec<u32>,
-    reply_retry_at: Option<Instant>,
-    room_woken: bool,
     room_hook: RoomHook,
-    dirty: Vec<u32>,
-    nobufs: Vec<u32>,
     accept_armed: Vec<bool>,
     accept_retry_at: Vec<Option<Instant>>,
-    wake_armed: bool,
-    wake_cancelled: bool,
-    next_sweep: Instant,
-    stopping: bool,
-    past_deadline: bool,
     warn_limit: RateLimit,
 }
 
@@ -227,6 +196,10 @@ pub fn run_worker(args: WorkerArgs) -> Result<(), Error> {
     let bufs = BufRing::new(&ring, RING_BUFFERS, args.buf_size)
         .map_err(|e| ring_err("registering the provided-buffer ring", e))?;
     let mut w = Worker {
+        core: Machine::new(RING_BUFFERS as usize),
+        out: Vec::with_capacity(64),
+        stalled: Vec::new(),
+        links: Vec::new(),
         sources: Vec::new(),
         table_version: u64::MAX,
         accepting: Vec::new(),
@@ -235,32 +208,20 @@ pub fn run_worker(args: WorkerArgs) -> Result<(), Error> {
         ring,
         bufs,
         wake_buf: Box::new([0; 8]),
-        slots: Vec::new(),
-        free: Vec::new(),
-        next_gen: 1,
         decoders: Decoders::default(),
         pending_sqes: Vec::new(),
-        parked: Vec::new(),
-        reply_parked: Vec::new(),
-        reply_retry_at: None,
-        room_woken: false,
         room_hook: {
             let (balance, index) = (Arc::clone(&args.balance), args.index);
             Arc::new(move || balance.wake(index))
         },
-        dirty: Vec::new(),
-        nobufs: Vec::new(),
         accept_armed: Vec::new(),
         accept_retry_at: Vec::new(),
-        wake_armed: false,
-        wake_cancelled: false,
-        next_sweep: Instant::now() + STALL_SWEEP,
-        stopping: false,
-        past_deadline: false,
         warn_limit: RateLimit::new(5),
         args,
     };
-    w.arm_wake();
+    let mut out = std::mem::take(&mut w.out);
+    w.core.start(&mut out);
+    w.execute(&mut out);
     w.sync_sources();
     w.args.balance.open_inbox(worker);
     match w.run() {
@@ -288,7 +249,7 @@ impl Worker {
         let mut cqes: Vec<(u64, i32, u32)> = Vec::with_capacity(1024);
         loop {
             self.flush_sqes()?;
-            if self.stopping && self.try_finish() {
+            if self.core.stopping() && self.try_finish() {
                 return Ok(());
             }
             let timeout = self.wait_timeout();
@@ -327,22 +288,13 @@ impl Worker {
     }
 
     fn wait_timeout(&self) -> Option<Duration> {
-        let mut t: Option<Duration> = None;
-        let mut min = |d: Duration| t = Some(t.map_or(d, |x| x.min(d)));
-        if !self.parked.is_empty() || !self.nobufs.is_empty() {
-            min(PARK_RETRY);
-        }
         let now = Instant::now();
-        if let Some(at) = self.reply_retry_at {
-            min(at.saturating_duration_since(now));
-        }
+        let mut t = self.core.timeout(now);
+        let mut min = |d: Duration| t = Some(t.map_or(d, |x: Duration| x.min(d)));
         for at in self.accept_retry_at.iter().flatten() {
             min(at.saturating_duration_since(now));
         }
-        if self.slots.iter().any(Option::is_some) {
-            min(self.next_sweep.saturating_duration_since(now));
-        }
-        if self.stopping && !self.past_deadline {
+        if self.core.stopping() && !self.core.past_deadline() {
             if let Some(d) = self.args.shutdown.deadline() {
                 min(d
                     .saturating_duration_since(now)
@@ -350,6 +302,79 @@ impl Worker {
             }
         }
         t
+    }
+
+    /// Give the core one input and carry out what it decides (then answer its peeks).
+    fn step(&mut self, input: Input) {
+        let mut out = std::mem::take(&mut self.out);
+        let mut ingest = Ingesting {
+            links: &mut self.links,
+            sources: &self.sources,
+            bufs: &self.bufs,
+            decoders: &mut self.decoders,
+            channel: &self.args.channel,
+            counters: &self.args.counters,
+        };
+        self.core.step(input, &mut ingest, &mut out);
+        self.execute(&mut out);
+        while let Some(id) = self.stalled.pop() {
+            let mut ingest = Ingesting {
+                links: &mut self.links,
+                sources: &self.sources,
+                bufs: &self.bufs,
+                decoders: &mut self.decoders,
+                channel: &self.args.channel,
+                counters: &self.args.counters,
+            };
+            self.core.step(Input::Stalled(id), &mut ingest, &mut out);
+            self.execute(&mut out);
+        }
+        self.out = out;
+    }
+
+    /// Carry out the core's actions, in order (and empty `out`).
+    fn execute(&mut self, out: &mut Vec<Action>) {
+        for a in out.drain(..) {
+            match a {
+                Action::ArmRecv(id) => {
+                    let fd = self.link(id).fd.as_raw_fd();
+                    let e = opcode::RecvMulti::new(types::Fd(fd), BUF_GROUP)
+                        .build()
+                        .user_data(ud(K_RECV, id.gen, id.idx));
+                    self.push_sqe(e);
+                }
+                Action::CancelRecv(id) => self.cancel(ud(K_RECV, id.gen, id.idx)),
+                Action::ArmWake => self.arm_wake(),
+                Action::CancelWake => self.cancel(ud(K_WAKE, 0, 0)),
+                Action::ReturnBuf(bid) => self.bufs.push(bid),
+                Action::ShutdownRead(id) => {
+                    let _ = rustix::net::shutdown(&self.link(id).fd, rustix::net::Shutdown::Read);
+                }
+                Action::Peek(id) => {
+                    let mut byte = [0u8; 1];
+                    let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+                    if rustix::net::recv(&self.link(id).fd, &mut byte[..], flags).is_ok() {
+                        self.stalled.push(id);
+                    }
+                }
+                Action::Close(id) => self.close(id),
+                Action::Count(c) => {
+                    let counters = &self.args.counters;
+                    let counter = match c {
+                        Count::Parked => &counters.parked,
+                        Count::OutOfBuffers => &counters.recv_out_of_buffers,
+                        Count::StallRecovered => &counters.recv_stalls_recovered,
+                    };
+                    Counters::add(counter, 1);
+                }
+            }
+        }
+    }
+
+    fn link(&self, id: Id) -> &Link {
+        self.links[id.idx as usize]
+            .as_ref()
+            .expect("the core acts only on open connections")
     }
 
     fn push_sqe(&mut self, e: squeue::Entry) {
@@ -386,7 +411,6 @@ impl Worker {
         )
         .build()
         .user_data(ud(K_WAKE, 0, 0));
-        self.wake_armed = true;
         self.push_sqe(e);
     }
 
@@ -397,17 +421,6 @@ impl Worker {
             .build()
             .user_data(ud(K_ACCEPT, 0, s as u32));
         self.accept_armed[s] = true;
-        self.push_sqe(e);
-    }
-
-    fn arm_recv(&mut self, idx: u32) {
-        let Some(slot) = self.slots[idx as usize].as_mut() else {
-            return;
-        };
-        slot.recv = Recv::Armed;
-        let e = opcode::RecvMulti::new(types::Fd(slot.fd.as_raw_fd()), BUF_GROUP)
-            .build()
-            .user_data(ud(K_RECV, slot.gen, idx));
         self.push_sqe(e);
     }
 
@@ -422,10 +435,8 @@ impl Worker {
         let (kind, gen, idx) = ud_parts(u);
         match kind {
             K_ACCEPT => self.on_accept(idx as usize, res, flags),
-            K_RECV => self.on_recv(idx, gen, res, flags),
+            K_RECV => self.on_recv(Id { idx, gen }, res, flags),
             K_WAKE => {
-                self.wake_armed = false;
-                self.room_woken = true;
                 self.sync_sources();
                 for (src, fd) in self.args.balance.take_inbox(self.args.index) {
                     self.open_handed(src, fd);
@@ -433,16 +444,16 @@ impl Worker {
                 for id in self.args.balance.take_closes(self.args.index) {
                     // Asked by the control socket: reading and writing end; the recv then
                     // completes with EOF and the connection ends through the normal path.
-                    if let Some(slot) = self.slots.iter().flatten().find(|s| s.conn.meta.id == id) {
-                        let _ = rustix::net::shutdown(&slot.fd, rustix::net::Shutdown::Both);
+                    if let Some(l) = self.links.iter().flatten().find(|l| l.conn.meta.id == id) {
+                        let _ = rustix::net::shutdown(&l.fd, rustix::net::Shutdown::Both);
                     }
                 }
                 if self.args.shutdown.is_requested() {
                     self.begin_stop();
                 }
-                if res != -libc::ECANCELED && !self.wake_cancelled {
-                    self.arm_wake();
-                }
+                self.step(Input::Woken {
+                    cancelled: res == -libc::ECANCELED,
+                });
             }
             _ => {}
         }
@@ -453,17 +464,18 @@ impl Worker {
         if !more {
             self.accept_armed[s] = false;
         }
+        let stopping = self.core.stopping();
         if res >= 0 {
             // SAFETY: a successful accept completion hands us a new fd that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(res as RawFd) };
             // Even while stopping: the client connected before the path was removed.
-            if self.stopping {
+            if stopping {
                 self.args.balance.keep(self.args.index);
                 self.open_conn(s, fd);
             } else if let Some(fd) = self.args.balance.place(self.args.index, self.src(s), fd) {
                 self.open_conn(s, fd);
             }
-        } else if res != -libc::ECANCELED && !self.stopping {
+        } else if res != -libc::ECANCELED && !stopping {
             // (While stopping, a TCP listener that was shut down ends its accept with an error.)
             Counters::add(&self.args.counters.accept_errors, 1);
             let err = io::Error::from_raw_os_error(-res);
@@ -471,12 +483,12 @@ impl Worker {
                 tracing::warn!(source = %self.src(s).meta.name, error = %err,
                     "accept failed; backing off {ACCEPT_BACKOFF:?} and listening on");
             }
-            if !more && !self.stopping && !self.src(s).is_retired() {
+            if !more && !self.src(s).is_retired() {
                 self.accept_retry_at[s] = Some(Instant::now() + ACCEPT_BACKOFF);
             }
             return;
         }
-        if !more && !self.stopping && !self.src(s).is_retired() {
+        if !more && !self.core.stopping() && !self.src(s).is_retired() {
             self.arm_accept(s);
         }
     }
@@ -484,219 +496,81 @@ impl Worker {
     fn open_conn(&mut self, s: usize, fd: OwnedFd) {
         let src = self.src(s);
         let meta = src.accepted(fd.as_fd(), Some((self.args.index, &self.room_hook)));
+        // Its source was removed: read what is there, then end. (Past the deadline, the core
+        // does the same: the queue was drained late.)
         let retired = src.is_retired();
         self.conns_of[s] += 1;
         self.args.counters.connection_opened();
-        let idx = self.free.pop().unwrap_or_else(|| {
-            self.slots.push(None);
-            (self.slots.len() - 1) as u32
-        });
-        let gen = self.next_gen;
-        self.next_gen = (self.next_gen + 1) & 0xff_ffff;
-        self.slots[idx as usize] = Some(Slot {
+        let mut out = std::mem::take(&mut self.out);
+        let id = self.core.open(retired, &mut out);
+        let idx = id.idx as usize;
+        if self.links.len() <= idx {
+            self.links.resize_with(idx + 1, || None);
+        }
+        self.links[idx] = Some(Link {
             fd,
-            gen,
             source: s,
             conn: Conn::new(meta),
-            recv: Recv::Idle,
-            backlog: VecDeque::new(),
-            parked: None,
-            done: false,
-            dirty: false,
-            seen: true,
-            listed_parked: false,
-            listed_reply: false,
-            listed_nobufs: false,
-            park_counted: false,
-            more_pending: false,
+            aside: None,
         });
-        if self.past_deadline || retired {
-            // Late (the queue was drained after the deadline), or its source was removed:
-            // read what is there, then end.
-            if let Some(slot) = self.slots[idx as usize].as_ref() {
-                let _ = rustix::net::shutdown(&slot.fd, rustix::net::Shutdown::Read);
-            }
-        }
-        self.arm_recv(idx);
+        self.execute(&mut out);
+        self.out = out;
     }
 
-    fn on_recv(&mut self, idx: u32, gen: u32, res: i32, flags: u32) {
-        let bid = cqueue::buffer_select(flags);
-        let live = matches!(self.slots.get(idx as usize), Some(Some(s)) if s.gen == gen);
-        if !live {
-            // A completion for a connection that is gone: give its buffer back.
-            if let Some(bid) = bid {
-                self.bufs.push(bid);
+    fn on_recv(&mut self, id: Id, res: i32, flags: u32) {
+        let got = match res {
+            1.. => Got::Data(res as u32),
+            0 => Got::Eof,
+            _ if res == -libc::ENOBUFS => Got::NoBufs,
+            _ if res == -libc::ECANCELED => Got::Cancelled,
+            _ => {
+                if self.core.is_live(id) {
+                    // ECONNRESET and friends: the peer is gone; what was read is kept.
+                    tracing::debug!(conn = self.link(id).conn.meta.id,
+                        error = %io::Error::from_raw_os_error(-res), "recv ended");
+                }
+                Got::Failed
             }
-            return;
-        }
-        if res <= 0 {
-            // No data, but a kernel may still have picked a buffer: give it back.
-            if let Some(bid) = bid {
-                self.bufs.push(bid);
-            }
-        }
-        let more = cqueue::more(flags);
-        let slot = self.slots[idx as usize].as_mut().unwrap();
-        slot.seen = true;
-        slot.more_pending = more && res > 0 && cqueue::sock_nonempty(flags);
-        if !more {
-            slot.recv = Recv::Idle;
-        }
-        if res > 0 {
-            let bid = bid.expect("a recv with buffer select completed without a buffer");
-            self.bufs.held += 1;
-            slot.backlog.push_back(Chunk::Data(bid, res as u32));
-        } else if res == 0 {
-            slot.backlog.push_back(Chunk::Eof);
-        } else if res == -libc::ENOBUFS {
-            Counters::add(&self.args.counters.recv_out_of_buffers, 1);
-            if !slot.listed_nobufs {
-                slot.listed_nobufs = true;
-                self.nobufs.push(idx);
-            }
-        } else if res != -libc::ECANCELED {
-            // ECONNRESET and friends: the peer is gone; what was read is kept.
-            tracing::debug!(conn = slot.conn.meta.id, error = %io::Error::from_raw_os_error(-res), "recv ended");
-            slot.backlog.push_back(Chunk::Eof);
-        }
-        self.drain(idx);
+        };
+        self.step(Input::Recv {
+            id,
+            got,
+            buf: cqueue::buffer_select(flags),
+            more: cqueue::more(flags),
+            nonempty: cqueue::sock_nonempty(flags),
+        });
     }
 
-    /// Offer the parked batch, then work through the backlog until it is empty or the channel
-    /// is full again; close or re-arm as the connection's state says.
-    fn drain(&mut self, idx: u32) {
-        let past_deadline = self.past_deadline;
-        let Some(slot) = self.slots[idx as usize].as_mut() else {
+    /// The core closed the connection: send what is left, let go of the socket.
+    fn close(&mut self, id: Id) {
+        let Some(mut link) = self.links[id.idx as usize].take() else {
             return;
         };
-        let src = self.sources[slot.source]
-            .as_ref()
-            .expect("a connection's source is held");
-        let ctx = IngestCtx {
-            framing: src.cfg.framing(),
-            channel: &self.args.channel,
-            counters: &self.args.counters,
-            latency_field: src.meta.latency_field.as_deref(),
-        };
-        let dec = self.decoders.get(src.cfg.codec());
-        let mut reply_wait = false;
-        loop {
-            if let Some(b) = slot.parked.take() {
-                match offer(&src.sender, b, past_deadline) {
-                    Some(b) => {
-                        slot.parked = Some(b);
-                        break;
-                    }
-                    None => continue,
-                }
-            }
-            // A reply sink holds too much for this connection, or its source is paused: read
-            // no more until it drains or resumes.
-            if !slot.done
-                && !past_deadline
-                && !slot.backlog.is_empty()
-                && !slot.conn.meta.should_read()
-            {
-                reply_wait = true;
-                break;
-            }
-            match slot.backlog.pop_front() {
-                None => break,
-                Some(Chunk::Data(bid, len)) => {
-                    let full = slot.conn.feed(&ctx, dec, self.bufs.get(bid, len as usize));
-                    self.bufs.push(bid);
-                    if full {
-                        slot.parked = slot.conn.take_batch(ctx.counters);
-                    } else if slot.conn.has_batch() && !slot.dirty {
-                        slot.dirty = true;
-                        self.dirty.push(idx);
-                    }
-                }
-                Some(Chunk::Eof) => {
-                    slot.conn.finish(&ctx, dec);
-                    slot.parked = slot.conn.take_batch(ctx.counters);
-                    slot.done = true;
-                    slot.backlog.clear();
-                }
-            }
+        // Whatever is still open was counted by take_batch already or is empty.
+        let src = Arc::clone(self.src(link.source));
+        self.conns_of[link.source] -= 1;
+        for b in link
+            .aside
+            .take()
+            .into_iter()
+            .chain(link.conn.take_batch(&self.args.counters))
+        {
+            let _ = src.sender.send_blocking(b);
         }
-        let parked = slot.parked.is_some() || reply_wait;
-        let cancel_recv = parked && slot.recv == Recv::Armed;
-        if cancel_recv {
-            slot.recv = Recv::Cancelling;
-        }
-        let list_parked = slot.parked.is_some() && !slot.listed_parked;
-        slot.listed_parked |= list_parked;
-        let list_reply = reply_wait && !slot.listed_reply;
-        slot.listed_reply |= list_reply;
-        let count = parked && !slot.park_counted;
-        slot.park_counted = parked;
-        let (gen, recv, done, waits_for_bufs) =
-            (slot.gen, slot.recv, slot.done, slot.listed_nobufs);
-        if parked {
-            if cancel_recv {
-                self.cancel(ud(K_RECV, gen, idx));
-            }
-            if count {
-                Counters::add(&self.args.counters.parked, 1);
-            }
-            if list_parked {
-                self.parked.push(idx);
-            }
-            if list_reply {
-                self.reply_parked.push(idx);
-                self.reply_retry_at
-                    .get_or_insert_with(|| Instant::now() + REPLY_RETRY);
-            }
-        } else if done {
-            // While the recv's last completion is still to come, on_recv drains (and closes) again.
-            if recv == Recv::Idle {
-                self.close(idx);
-            }
-        } else if recv == Recv::Idle && !waits_for_bufs {
-            self.arm_recv(idx);
-        }
-    }
-
-    fn close(&mut self, idx: u32) {
-        if let Some(mut slot) = self.slots[idx as usize].take() {
-            // Whatever is still open was counted by take_batch already or is empty.
-            let src = Arc::clone(self.src(slot.source));
-            self.conns_of[slot.source] -= 1;
-            if let Some(b) = slot.conn.take_batch(&self.args.counters) {
-                let _ = src.sender.send_blocking(b);
-            }
-            self.args.counters.connection_closed();
-            src.closed(slot.conn.meta.id);
-            self.args.balance.closed(self.args.index);
-            drop(slot.fd);
-            self.free.push(idx);
-        }
+        self.args.counters.connection_closed();
+        src.closed(link.conn.meta.id);
+        self.args.balance.closed(self.args.index);
+        drop(link.fd);
     }
 
     fn after_completions(&mut self) {
-        // Retry parked connections.
-        self.retry_parked();
-        if self.room_woken || self.reply_retry_at.is_some_and(|at| at <= Instant::now()) {
-            self.retry_reply_parked();
-        }
-        // Re-arm recvs that ran out of buffers, once buffers are back.
-        if !self.nobufs.is_empty() && self.bufs.held < RING_BUFFERS as usize / 2 {
-            for idx in std::mem::take(&mut self.nobufs) {
-                if let Some(slot) = self.slots[idx as usize].as_mut() {
-                    slot.listed_nobufs = false;
-                }
-                self.drain(idx);
-            }
-        }
         // Accepts that backed off.
         let now = Instant::now();
         for s in 0..self.accept_retry_at.len() {
             if self.accept_retry_at[s].is_some_and(|at| at <= now) {
                 self.accept_retry_at[s] = None;
-                if self.stopping || self.src(s).is_retired() {
-                    if !self.past_deadline {
+                if self.core.stopping() || self.src(s).is_retired() {
+                    if !self.core.past_deadline() {
                         self.drain_queue(s);
                     }
                 } else if !self.accept_armed[s] {
@@ -705,47 +579,103 @@ impl Worker {
             }
         }
         self.on_deadline(now);
+        self.step(Input::Turn { now });
         self.release_retired();
-        if now >= self.next_sweep {
-            self.next_sweep = now + STALL_SWEEP;
-            self.sweep();
-        }
-        // Send what this round of completions produced: one channel send per connection, except
-        // for connections whose socket holds more (their next completion is already coming; the
-        // sweep sends theirs if it does not). Parking one cancels its recv and touches no backlog,
-        // so this adds nothing to `dirty`.
-        let mut still_filling = Vec::new();
-        for idx in std::mem::take(&mut self.dirty) {
-            let past_deadline = self.past_deadline;
-            let Some(slot) = self.slots[idx as usize].as_mut() else {
-                continue;
-            };
-            if slot.more_pending && slot.recv == Recv::Armed && !self.stopping {
-                still_filling.push(idx);
-                continue;
-            }
-            slot.dirty = false;
-            if slot.parked.is_some() {
-                continue;
-            }
-            if let Some(b) = slot.conn.take_batch(&self.args.counters) {
-                let src = self.sources[slot.source].as_ref().expect("held");
-                if let Some(b) = offer(&src.sender, b, past_deadline) {
-                    slot.parked = Some(b);
-                    self.drain(idx); // parks it (cancels its recv)
-                }
-            }
-        }
-        self.dirty = still_filling;
+    }
+}
 
-        if self.stopping
-            && self.wake_armed
-            && !self.wake_cancelled
-            && self.slots.iter().all(Option::is_none)
-        {
-            self.wake_cancelled = true;
-            self.cancel(ud(K_WAKE, 0, 0));
+/// What the core asks while it works through a connection's backlog: framing and the channel.
+struct Ingesting<'a> {
+    links: &'a mut [Option<Link>],
+    sources: &'a [Option<Arc<SourceRt>>],
+    bufs: &'a BufRing,
+    decoders: &'a mut Decoders,
+    channel: &'a ChannelConfig,
+    counters: &'a Counters,
+}
+
+impl<'a> Ingesting<'a> {
+    fn link(&mut self, id: Id) -> (&mut Link, &'a Arc<SourceRt>) {
+        link_of(self.links, self.sources, id)
+    }
+}
+
+/// A connection's link and its source (a function, so that the other fields stay borrowable).
+fn link_of<'l, 's>(
+    links: &'l mut [Option<Link>],
+    sources: &'s [Option<Arc<SourceRt>>],
+    id: Id,
+) -> (&'l mut Link, &'s Arc<SourceRt>) {
+    let link = links[id.idx as usize]
+        .as_mut()
+        .expect("the machine asks only about open connections");
+    let src = sources[link.source]
+        .as_ref()
+        .expect("a connection's source is held");
+    (link, src)
+}
+
+impl Ingest for Ingesting<'_> {
+    fn feed(&mut self, id: Id, buf: u16, len: u32) -> Fed {
+        let (channel, counters) = (self.channel, self.counters);
+        let bytes = self.bufs.get(buf, len as usize);
+        let (link, src) = link_of(self.links, self.sources, id);
+        let ctx = IngestCtx {
+            framing: src.cfg.framing(),
+            channel,
+            counters,
+            latency_field: src.meta.latency_field.as_deref(),
+        };
+        let dec = self.decoders.get(src.cfg.codec());
+        if link.conn.feed(&ctx, dec, bytes) {
+            link.aside = link.conn.take_batch(counters);
+            Fed::Full
+        } else if link.conn.has_batch() {
+            Fed::Open
+        } else {
+            Fed::Empty
         }
+    }
+
+    fn finish(&mut self, id: Id) {
+        let (channel, counters) = (self.channel, self.counters);
+        let (link, src) = link_of(self.links, self.sources, id);
+        let ctx = IngestCtx {
+            framing: src.cfg.framing(),
+            channel,
+            counters,
+            latency_field: src.meta.latency_field.as_deref(),
+        };
+        let dec = self.decoders.get(src.cfg.codec());
+        link.conn.finish(&ctx, dec);
+        link.aside = link.conn.take_batch(counters);
+    }
+
+    fn offer(&mut self, id: Id, blocking: bool) -> bool {
+        let (link, src) = self.link(id);
+        match link.aside.take() {
+            None => true,
+            Some(b) => {
+                link.aside = offer(&src.sender, b, blocking);
+                link.aside.is_none()
+            }
+        }
+    }
+
+    fn flush(&mut self, id: Id, blocking: bool) -> bool {
+        let counters = self.counters;
+        let (link, src) = self.link(id);
+        match link.conn.take_batch(counters) {
+            None => true,
+            Some(b) => {
+                link.aside = offer(&src.sender, b, blocking);
+                link.aside.is_none()
+            }
+        }
+    }
+
+    fn should_read(&mut self, id: Id) -> bool {
+        self.link(id).0.conn.meta.should_read()
     }
 }
 

@@ -18,8 +18,6 @@ pub(super) struct BufRing {
     bufs_layout: std::alloc::Layout,
     buf_size: usize,
     tail: u16,
-    /// Buffers handed to us by completions and not yet given back.
-    pub(super) held: usize,
 }
 
 impl BufRing {
@@ -45,7 +43,6 @@ impl BufRing {
             bufs_layout,
             buf_size,
             tail: 0,
-            held: 0,
         };
         // SAFETY: `entries` is page-aligned memory of `count` entries that lives until `self` is
         // dropped, and `Worker` drops the ring (unregistering the group) before the BufRing.
@@ -56,7 +53,6 @@ impl BufRing {
         for bid in 0..count {
             br.push(bid);
         }
-        br.held = 0;
         br.publish();
         Ok(br)
     }
@@ -76,7 +72,6 @@ impl BufRing {
         entry.set_len(self.buf_size as u32);
         entry.set_bid(bid);
         self.tail = self.tail.wrapping_add(1);
-        self.held = self.held.saturating_sub(1);
     }
 
     pub(super) fn publish(&self) {

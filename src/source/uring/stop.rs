@@ -1,10 +1,12 @@
 //! Stopping an io_uring worker (part of the `uring` module): no new connections, the ones
 //! queued on the listener taken in, reading to EOF or the deadline, and finishing only when
-//! nothing is in flight.
+//! nothing is in flight. The connections' side of it (reading to EOF, the deadline, the
+//! wake-up read) is the machine's: this is the accepts' side, and the deadline's warning.
 
 use std::os::fd::BorrowedFd;
 use std::time::Instant;
 
+use super::machine::{Input, Park, Recv, State};
 use super::{ud, Worker, ACCEPT_BACKOFF, K_ACCEPT};
 use crate::config::SourceKind;
 use crate::telemetry::Counters;
@@ -12,10 +14,10 @@ use crate::telemetry::Counters;
 impl Worker {
     /// The shutdown signal arrived: close the inbox, cancel the accepts, take in the queue.
     pub(super) fn begin_stop(&mut self) {
-        if self.stopping {
+        if self.core.stopping() {
             return;
         }
-        self.stopping = true;
+        self.step(Input::Shutdown);
         // No more hand-overs to a stopping worker; what is already here is read like the rest.
         for (src, fd) in self.args.balance.close_inbox(self.args.index) {
             self.open_handed(src, fd);
@@ -57,7 +59,7 @@ impl Worker {
                 Err(rustix::io::Errno::INTR) => {}
                 Err(e) => {
                     Counters::add(&self.args.counters.accept_errors, 1);
-                    if !self.past_deadline {
+                    if !self.core.past_deadline() {
                         tracing::warn!(source = %self.src(s).meta.name, error = %e,
                             "accepting queued connections at shutdown failed; retrying");
                         self.accept_retry_at[s] = Some(Instant::now() + ACCEPT_BACKOFF);
@@ -71,10 +73,9 @@ impl Worker {
     /// Done when no connection is left and nothing is in flight. (The inbox was closed when
     /// stopping began; a connection handed over just before that is taken in and read first.)
     pub(super) fn try_finish(&mut self) -> bool {
-        let idle = self.slots.iter().all(Option::is_none)
-            && (self.past_deadline || self.accept_retry_at.iter().all(Option::is_none))
-            && !self.accept_armed.iter().any(|a| *a)
-            && !self.wake_armed;
+        let idle = self.core.is_idle()
+            && (self.core.past_deadline() || self.accept_retry_at.iter().all(Option::is_none))
+            && !self.accept_armed.iter().any(|a| *a);
         if !idle {
             return false;
         }
@@ -88,32 +89,45 @@ impl Worker {
         false
     }
 
-    /// Once the shutdown deadline has passed: end every connection's reading (its recv then
-    /// completes with EOF and takes the normal path) and send parked batches, waiting if need be.
+    /// Once the shutdown deadline has passed: say which connections are still open, and let
+    /// the machine end their reading (each recv then completes with EOF and takes the normal
+    /// path) and send parked batches, waiting if need be.
     pub(super) fn on_deadline(&mut self, now: Instant) {
-        if !self.stopping
-            || self.past_deadline
+        if !self.core.stopping()
+            || self.core.past_deadline()
             || self.args.shutdown.deadline().is_none_or(|d| d > now)
         {
             return;
         }
-        self.past_deadline = true;
-        let open: Vec<String> = self
-            .slots
-            .iter()
-            .flatten()
-            .map(|s| {
-                format!(
-                    "{}:{:?}{}{}{}",
-                    s.conn.meta.id,
-                    s.recv,
-                    if s.parked.is_some() { ",parked" } else { "" },
-                    if s.done { ",done" } else { "" },
-                    if s.backlog.is_empty() { "" } else { ",backlog" }
-                )
-            })
-            .collect();
-        if !open.is_empty() {
+        if self.core.live() > 0 {
+            let open: Vec<String> = self
+                .core
+                .conns()
+                .map(|(id, state, recv, backlog)| {
+                    let meta = &self.link(id).conn.meta;
+                    format!(
+                        "{}:{}{}{}",
+                        meta.id,
+                        match recv {
+                            Recv::Armed { .. } => "Armed",
+                            Recv::Cancelling => "Cancelling",
+                            Recv::Idle | Recv::NoBufs => "Idle",
+                        },
+                        match state {
+                            State::Reading => "",
+                            State::Parked {
+                                why: Park::Channel, ..
+                            } => ",parked",
+                            State::Parked {
+                                why: Park::Reply, ..
+                            } => ",reply-parked",
+                            State::Ended { refused: Some(_) } => ",parked,done",
+                            State::Ended { refused: None } => ",done",
+                        },
+                        if backlog { ",backlog" } else { "" }
+                    )
+                })
+                .collect();
             tracing::warn!(
                 worker = self.args.index,
                 "shutdown_timeout reached with {} connections still open; ending them: {}{}",
@@ -122,11 +136,6 @@ impl Worker {
                 if open.len() > 20 { " …" } else { "" }
             );
         }
-        for slot in self.slots.iter().flatten() {
-            // Reading ends with EOF; the normal path flushes and closes.
-            let _ = rustix::net::shutdown(&slot.fd, rustix::net::Shutdown::Read);
-        }
-        self.retry_parked();
-        self.retry_reply_parked();
+        self.step(Input::Deadline);
     }
 }

@@ -59,7 +59,7 @@ impl Worker {
             }
             self.hold(&rt);
             let i = rt.index;
-            if !self.accepting[i] && !self.stopping && !rt.is_retired() {
+            if !self.accepting[i] && !self.core.stopping() && !rt.is_retired() {
                 self.accepting[i] = true;
                 self.arm_accept(i);
             }
@@ -85,11 +85,11 @@ impl Worker {
             self.cancel(ud(K_ACCEPT, 0, i as u32));
         }
         self.accept_retry_at[i] = None;
-        if !self.stopping {
+        if !self.core.stopping() {
             self.drain_queue(i);
         }
-        for slot in self.slots.iter().flatten().filter(|sl| sl.source == i) {
-            let _ = rustix::net::shutdown(&slot.fd, rustix::net::Shutdown::Read);
+        for link in self.links.iter().flatten().filter(|l| l.source == i) {
+            let _ = rustix::net::shutdown(&link.fd, rustix::net::Shutdown::Read);
         }
     }
 
