@@ -46,6 +46,8 @@
 //! - [`event`]: the shared vocabulary (batches, metadata, dead-letter kinds, shutdown and pause
 //!   signals, the reply-target trait); it imports nothing else of the crate.
 
+#![deny(unsafe_code)]
+
 pub mod channel;
 pub mod codec;
 pub mod config;

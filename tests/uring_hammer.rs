@@ -123,7 +123,7 @@ fn buffer_ring_exhaustion_parking_and_vanishing_clients() {
         "every connection must end at its EOF, not at the shutdown deadline:\n{stderr}"
     );
     eprintln!(
-        "recv_stalls_recovered={} (missed multishot wake-ups, see source::uring::Worker::sweep)",
+        "recv_stalls_recovered={} (missed multishot wake-ups, see source::uring::machine::Machine::sweep)",
         detail(&stderr, "recv_stalls_recovered")
     );
 }

@@ -1,4 +1,4 @@
-//! The io_uring read loop: the only module with `unsafe` code.
+//! The io_uring read loop: the only module with `unsafe` code (the crate denies it elsewhere).
 //!
 //! Stage: source. In: listening sockets (one per source, shared by all workers). Out: batches on
 //! the channel. One ring per worker thread, created on that thread (SINGLE_ISSUER, DEFER_TASKRUN
