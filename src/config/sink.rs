@@ -32,6 +32,27 @@ pub enum SinkKind {
     /// `unix_socket_client` or `ws_client` (by its target).
     Client(Box<ClientConfig>),
     Reply(ReplyConfig),
+    /// Not in the config file: a buffer in this process, for in-process tests and tools that
+    /// run the topology as a library (see [`Memory`]).
+    Memory(Memory),
+}
+
+/// The bytes an in-process `Memory` sink has written, shared with whoever made it.
+#[derive(Clone, Default)]
+pub struct Memory(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Memory {
+    /// Everything written so far.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Reloads compare configs by their Debug form: every `Memory` sink looks the same there.
+impl std::fmt::Debug for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Memory")
+    }
 }
 
 impl SinkKind {
@@ -46,6 +67,7 @@ impl SinkKind {
                 ClientTarget::Ws(_) => "ws_client",
             },
             SinkKind::Reply(_) => "reply",
+            SinkKind::Memory(_) => "memory",
         }
     }
 }

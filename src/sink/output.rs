@@ -1,4 +1,5 @@
-//! Where a sink's bytes go: a file, stdout, nowhere, or (dead letters only) the log.
+//! Where a sink's bytes go: a file, stdout, nowhere, (dead letters only) the log, or (in-process
+//! use) a buffer in memory.
 //!
 //! In: byte slices. Out: `write(2)`/`writev(2)` calls on one file descriptor. File and stdout are
 //! the same thing here, a `File`, so they share every line of code. What it does not do: retry
@@ -9,7 +10,7 @@ use std::io::{self, IoSlice, Write};
 use std::os::unix::fs::OpenOptionsExt;
 
 use super::Error;
-use crate::config::{FileMode, SinkConfig, SinkKind};
+use crate::config::{FileMode, Memory, SinkConfig, SinkKind};
 use crate::event::{ConnMeta, DeadLetter};
 use crate::telemetry::RateLimit;
 
@@ -17,6 +18,7 @@ pub enum Output {
     Fd { file: File, name: String },
     Null,
     Log { limit: RateLimit },
+    Memory(Memory),
 }
 
 impl Output {
@@ -55,6 +57,7 @@ impl Output {
             SinkKind::Log => Output::Log {
                 limit: RateLimit::new(10),
             },
+            SinkKind::Memory(m) => Output::Memory(m.clone()),
         })
     }
 
@@ -63,6 +66,7 @@ impl Output {
             Output::Fd { name, .. } => name,
             Output::Null => "null",
             Output::Log { .. } => "log",
+            Output::Memory(_) => "memory",
         }
     }
 
@@ -77,6 +81,13 @@ impl Output {
     pub fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Output::Fd { file, .. } => file.write_vectored(bufs),
+            Output::Memory(m) => {
+                let mut out = m.0.lock().unwrap_or_else(|e| e.into_inner());
+                for b in bufs {
+                    out.extend_from_slice(b);
+                }
+                Ok(bufs.iter().map(|b| b.len()).sum())
+            }
             Output::Null | Output::Log { .. } => Ok(bufs.iter().map(|b| b.len()).sum()),
         }
     }
