@@ -71,15 +71,24 @@ fn reload_adds_and_removes_sources_in_process() {
     let applied = gw
         .reload(gw.config("epoll", &format!("{}{}", unix("one"), unix("two"))))
         .unwrap();
-    assert!(applied.iter().any(|l| l.starts_with("source two added")), "{applied:?}");
+    assert!(
+        applied.iter().any(|l| l.starts_with("source two added")),
+        "{applied:?}"
+    );
     let mut two = UnixStream::connect(gw.path("two.sock")).unwrap();
     writeln!(two, "{{\"from\":\"two\"}}").unwrap();
     gw.wait_for("both events", |c| c.events_out == 2);
     // What a removed source's client got into the kernel is delivered.
     writeln!(one, "{{\"from\":\"one\",\"last\":true}}").unwrap();
     let applied = gw.reload(gw.config("epoll", &unix("two"))).unwrap();
-    assert!(applied.iter().any(|l| l.starts_with("source one removed")), "{applied:?}");
-    assert!(!gw.path("one.sock").exists(), "a removed source's path goes at once");
+    assert!(
+        applied.iter().any(|l| l.starts_with("source one removed")),
+        "{applied:?}"
+    );
+    assert!(
+        !gw.path("one.sock").exists(),
+        "a removed source's path goes at once"
+    );
     gw.wait_for("the removed source's last event", |c| c.events_out == 3);
     drop(one);
     let refused = gw.reload({

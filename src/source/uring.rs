@@ -51,7 +51,7 @@ mod table;
 use super::balance::Balance;
 use super::{SourceRt, SourceTable};
 use crate::channel::{Offer, Sender};
-use crate::codec::Decoders;
+use crate::codec::{Decoder, Decoders};
 use crate::config::ChannelConfig;
 use crate::event::Shutdown;
 use crate::ingest::{Conn, IngestCtx};
@@ -598,6 +598,23 @@ impl<'a> Ingesting<'a> {
     fn link(&mut self, id: Id) -> (&mut Link, &'a Arc<SourceRt>) {
         link_of(self.links, self.sources, id)
     }
+
+    /// Run `f` on a connection with its ingest context and decoder; then set aside the batch
+    /// it filled (taken when `f` says so).
+    fn ingest(&mut self, id: Id, f: impl FnOnce(&mut Conn, &IngestCtx<'_>, &mut Decoder) -> bool) {
+        let (channel, counters) = (self.channel, self.counters);
+        let (link, src) = link_of(self.links, self.sources, id);
+        let ctx = IngestCtx {
+            framing: src.cfg.framing(),
+            channel,
+            counters,
+            latency_field: src.meta.latency_field.as_deref(),
+        };
+        let dec = self.decoders.get(src.cfg.codec());
+        if f(&mut link.conn, &ctx, dec) {
+            link.aside = link.conn.take_batch(counters);
+        }
+    }
 }
 
 /// A connection's link and its source (a function, so that the other fields stay borrowable).
@@ -617,20 +634,15 @@ fn link_of<'l, 's>(
 
 impl Ingest for Ingesting<'_> {
     fn feed(&mut self, id: Id, buf: u16, len: u32) -> Fed {
-        let (channel, counters) = (self.channel, self.counters);
         let bytes = self.bufs.get(buf, len as usize);
-        let (link, src) = link_of(self.links, self.sources, id);
-        let ctx = IngestCtx {
-            framing: src.cfg.framing(),
-            channel,
-            counters,
-            latency_field: src.meta.latency_field.as_deref(),
-        };
-        let dec = self.decoders.get(src.cfg.codec());
-        if link.conn.feed(&ctx, dec, bytes) {
-            link.aside = link.conn.take_batch(counters);
+        let mut full = false;
+        self.ingest(id, |conn, ctx, dec| {
+            full = conn.feed(ctx, dec, bytes);
+            full
+        });
+        if full {
             Fed::Full
-        } else if link.conn.has_batch() {
+        } else if self.link(id).0.conn.has_batch() {
             Fed::Open
         } else {
             Fed::Empty
@@ -638,17 +650,10 @@ impl Ingest for Ingesting<'_> {
     }
 
     fn finish(&mut self, id: Id) {
-        let (channel, counters) = (self.channel, self.counters);
-        let (link, src) = link_of(self.links, self.sources, id);
-        let ctx = IngestCtx {
-            framing: src.cfg.framing(),
-            channel,
-            counters,
-            latency_field: src.meta.latency_field.as_deref(),
-        };
-        let dec = self.decoders.get(src.cfg.codec());
-        link.conn.finish(&ctx, dec);
-        link.aside = link.conn.take_batch(counters);
+        self.ingest(id, |conn, ctx, dec| {
+            conn.finish(ctx, dec);
+            true
+        });
     }
 
     fn offer(&mut self, id: Id, blocking: bool) -> bool {

@@ -149,13 +149,12 @@ fn sink_changes(old: &Config, new: &Config, restart: &mut Vec<String>) -> Vec<(u
         ));
         return retarget;
     }
-    let plain =
-        |k: &SinkKind| {
-            matches!(
-                k,
-                SinkKind::File { .. } | SinkKind::Stdout | SinkKind::Null | SinkKind::Memory(_)
-            )
-        };
+    let plain = |k: &SinkKind| {
+        matches!(
+            k,
+            SinkKind::File { .. } | SinkKind::Stdout | SinkKind::Null | SinkKind::Memory(_)
+        )
+    };
     let input_names = |cfg: &Config, s: &SinkConfig| -> Vec<String> {
         s.inputs
             .iter()

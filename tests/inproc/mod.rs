@@ -99,7 +99,10 @@ impl InProcess {
             if cond(&c) {
                 return;
             }
-            assert!(Instant::now() < until, "timed out waiting for {what}: {c:?}");
+            assert!(
+                Instant::now() < until,
+                "timed out waiting for {what}: {c:?}"
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
     }
