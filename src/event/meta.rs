@@ -180,6 +180,14 @@ impl ConnMeta {
     /// source is paused. Every read loop asks this, and only this.
     #[inline]
     pub fn should_read(&self) -> bool {
-        !self.reply_backlogged() && !self.source.pause.is_paused()
+        self.should_read_closing(false)
+    }
+
+    /// [`ConnMeta::should_read`] for a connection that may be `closing` (a WebSocket whose
+    /// close frame went out): a closing connection is read to its end even while its source is
+    /// paused, but never past its reply bound.
+    #[inline]
+    pub fn should_read_closing(&self, closing: bool) -> bool {
+        !self.reply_backlogged() && (closing || !self.source.pause.is_paused())
     }
 }

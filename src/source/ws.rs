@@ -371,8 +371,8 @@ async fn read<S: AsyncRead + AsyncWrite + Unpin>(
         // A reply queue over its bound: read no more until the client takes its replies.
         // Or the source is paused (control socket): the client's sends block the same way.
         let pause = &conn.meta.source.pause;
+        let backlogged = !conn.meta.should_read_closing(closing_since.is_some());
         let paused = pause.is_paused() && closing_since.is_none();
-        let backlogged = conn.meta.reply_backlogged() || paused;
         let next = tokio::select! {
             biased;
             why = &mut ending, if closing_since.is_none() => {
