@@ -1,9 +1,11 @@
 //! Configuration: TOML text → [`RawConfig`] (serde, unknown fields are errors) → validated [`Config`].
 //!
-//! Stage: start-up only. In: the text of a TOML file (or the embedded default). Out: a [`Config`] whose
-//! every value is typed and checked (durations, permissions, owners, separators, non-zero sizes), so
-//! nothing downstream parses a string at run time. Errors name the field's path (`sources[0].pathh`).
-//! What it does not do: touch sockets or files (the source checks the socket path when it binds).
+//! Stage: start-up, and each `reload` (which validates the file again before the topology diffs
+//! it against the running config). In: the text of a TOML file (or the embedded default). Out: a
+//! [`Config`] whose every value is typed and checked (durations, permissions, owners,
+//! separators, non-zero sizes), so nothing downstream parses a string at run time. Errors name
+//! the field's path (`sources[0].pathh`). What it does not do: touch sockets or files (the
+//! source checks the socket path when it binds) or decide what a reload may change (`topology`).
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
