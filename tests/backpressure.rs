@@ -22,23 +22,14 @@ io_modes!(backpressure => backpressure(Transport::Unix));
 io_modes!(backpressure_tcp => backpressure(Transport::Tcp));
 
 fn backpressure(mode: &str, transport: Transport) {
-    let config = format!(
-        r#"
-io_mode = "{mode}"
-workers = 2
-
-{source}
-[[sinks]]
-type = "file"
-path = "{{dir}}/out.fifo"
-
-[channel]
-capacity = 64
-when_full = "block"
-"#,
-        source = transport.source()
-    );
-    let launch = Gateway::configure(&config);
+    let config = Config::new()
+        .io_mode(mode)
+        .workers(2)
+        .source(transport.source())
+        .sink(Sink::file("out.fifo"))
+        .set("channel.capacity", 64)
+        .set("channel.when_full", "block");
+    let launch = Gateway::configure(&config.render());
     // The sink is a FIFO that the test reads — or, for now, does not.
     let mut fifo = Fifo::create(&launch.path("out.fifo"));
     let mut gw = launch.start();
@@ -83,6 +74,7 @@ when_full = "block"
             start.elapsed() < Duration::from_secs(120),
             "writers never stalled with the sink paused: {now} of {total_bytes} bytes sent, gateway RSS {max_rss} KiB"
         );
+        // Time is what is measured here: "stalled" is 3 s without progress, sampled every 100 ms.
         thread::sleep(Duration::from_millis(100));
     };
     // What the writers got through is the gateway's buffers plus the kernel's: over TCP, each
@@ -96,6 +88,7 @@ when_full = "block"
         "with the sink paused, writers got {stalled_at} of {total_bytes} bytes through \
          (kernel TCP buffers allowed for: {kernel_allowance}): the gateway buffers without bound"
     );
+    // Time passing is the test: a second more, and the writers are still where they stalled.
     thread::sleep(Duration::from_secs(1));
     assert_eq!(
         sent(),
@@ -174,25 +167,14 @@ when_full = "block"
 io_modes!(drop_newest_counts => drop_newest_counts());
 
 fn drop_newest_counts(mode: &str) {
-    let config = format!(
-        r#"
-io_mode = "{mode}"
-workers = 2
-
-[[sources]]
-type = "unix_socket_server"
-name = "in"
-path = "{{dir}}/in.sock"
-
-[[sinks]]
-type = "stdout"
-
-[channel]
-capacity = 2
-when_full = "drop_newest"
-"#
-    );
-    let mut gw = Gateway::configure(&config).stdout_piped().start();
+    let config = Config::new()
+        .io_mode(mode)
+        .workers(2)
+        .source(Source::unix("in"))
+        .sink(Sink::stdout())
+        .set("channel.capacity", 2)
+        .set("channel.when_full", "drop_newest");
+    let mut gw = Gateway::configure(&config.render()).stdout_piped().start();
     // Nobody reads the gateway's stdout yet: the sink blocks once the pipe is full.
     let stdout = gw.take_stdout();
 

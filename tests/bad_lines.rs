@@ -72,16 +72,10 @@ io_modes!(string_codec_invalid_utf8 => bad_lines("string", string_lines()));
 fn bad_lines(mode: &str, codec: &str, lines: Vec<Line>) {
     // The sink speaks the source's codec, so events are written as the bytes that came in
     // (a json sink would write string events as JSON strings, as tremor's codecs do).
-    let config = standard_config(mode)
-        .replace(
-            r#"path = "{dir}/in.sock""#,
-            &format!("path = \"{{dir}}/in.sock\"\ncodec = \"{codec}\""),
-        )
-        .replace(
-            r#"path = "{dir}/out.ndjson""#,
-            &format!("path = \"{{dir}}/out.ndjson\"\ncodec = \"{codec}\""),
-        );
-    let mut gw = Gateway::start(&config);
+    let config = standard(mode)
+        .with_source("in", |s| s.set("codec", codec))
+        .with_sink(0, |s| s.set("codec", codec));
+    let mut gw = Gateway::start(&config.render());
 
     let mut payload = Vec::new();
     for line in &lines {
@@ -205,11 +199,7 @@ fn padded(len: usize) -> Vec<u8> {
 }
 
 fn max_length_boundary(mode: &str) {
-    let config = standard_config(mode).replace(
-        r#"path = "{dir}/in.sock""#,
-        "path = \"{dir}/in.sock\"\npreprocessors = [{ name = \"separate\", config = { max_length = 100 } }]",
-    );
-    let mut gw = Gateway::start(&config);
+    let mut gw = Gateway::start(&framing_config(mode, [("max_length", 100)]));
     let (fits, over, way_over) = (padded(100), padded(101), padded(5000));
     let mut payload = Vec::new();
     for line in [&fits, &over, &fits, &way_over, &fits] {
@@ -271,7 +261,7 @@ fn max_length_boundary(mode: &str) {
 io_modes!(emit_incomplete_false => emit_incomplete_false());
 
 fn emit_incomplete_false(mode: &str) {
-    let mut gw = Gateway::start(&framing_config(mode, "emit_incomplete = false"));
+    let mut gw = Gateway::start(&framing_config(mode, [("emit_incomplete", false)]));
     send_tiny(&gw, b"{\"a\":1}\n{\"b\":2}");
     let summary = gw.stop();
 
@@ -307,7 +297,7 @@ fn emit_incomplete_false(mode: &str) {
 io_modes!(custom_separator => custom_separator());
 
 fn custom_separator(mode: &str) {
-    let mut gw = Gateway::start(&framing_config(mode, "separator = \";\""));
+    let mut gw = Gateway::start(&framing_config(mode, [("separator", ";")]));
     send_tiny(&gw, b"{\"a\":1};{\"b\":\"x\\ny\"};;{\"c\":3};");
     let summary = gw.stop();
 
@@ -338,7 +328,7 @@ fn custom_separator(mode: &str) {
 #[test]
 fn json_spanning_lines_with_custom_separator() {
     for mode in MODES {
-        let mut gw = Gateway::start(&framing_config(mode, "separator = \";\""));
+        let mut gw = Gateway::start(&framing_config(mode, [("separator", ";")]));
         send_tiny(
             &gw,
             b"{\n  \"a\": \"x\\ny\",\r\n  \"b\": [1,\n2]\n};{\"c\":3};",

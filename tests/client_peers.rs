@@ -46,6 +46,7 @@ fn a_peer_that_drops_every_connection_is_retried_on_schedule() {
     wait_until(PATIENCE, "the peer listening", || sock.exists());
     let mut gw = Gateway::start(&config(&sock.to_string_lossy()));
     let producer = Client::produce(gw.socket(), &["--conn", "0", "--count", "200000"]);
+    // Time passing is the test: how many connects the schedule makes in 3 s.
     std::thread::sleep(Duration::from_secs(3));
     // The control socket shows the sink's own reconnects and its circuit.
     let stats = Command::new(bin())

@@ -6,7 +6,6 @@
 mod util;
 
 use std::process::Command;
-use std::time::Duration;
 
 use util::*;
 
@@ -131,11 +130,9 @@ fn reload_moves_the_sink_and_log_level_without_losing_an_event() {
         "{err}"
     );
     let b_before = count_lines(&gw.path("b.ndjson"));
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        count_lines(&gw.path("b.ndjson")) > b_before,
-        "b stopped growing"
-    );
+    wait_until(PATIENCE, "b to keep growing", || {
+        count_lines(&gw.path("b.ndjson")) > b_before
+    });
     assert!(!gw.path("c.ndjson").exists());
     let (_, text, _) = ctl(&gw, &["config"]);
     assert!(text.contains("b.ndjson"), "{text}");

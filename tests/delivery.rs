@@ -103,9 +103,8 @@ io_modes!(sigterm_mid_stream => sigterm_mid_stream(Transport::Unix));
 io_modes!(sigterm_mid_stream_tcp => sigterm_mid_stream(Transport::Tcp));
 
 fn sigterm_mid_stream(mode: &str, transport: Transport) {
-    let config = standard_config_on(mode, transport)
-        .replace(r#"shutdown_timeout = "10s""#, r#"shutdown_timeout = "1s""#);
-    let mut gw = Gateway::start(&config);
+    let config = standard_on(mode, transport).shutdown_timeout("1s");
+    let mut gw = Gateway::start(&config.render());
     let out = gw.path("out.ndjson");
     let target = gw.target();
 
@@ -407,9 +406,8 @@ io_modes!(shutdown_drains_open_connections_tcp => shutdown_drains_open_connectio
 fn shutdown_drains_open_connections(mode: &str, transport: Transport) {
     use std::io::Write;
 
-    let config = standard_config_on(mode, transport)
-        .replace(r#"shutdown_timeout = "10s""#, r#"shutdown_timeout = "60s""#);
-    let mut gw = Gateway::start(&config);
+    let config = standard_on(mode, transport).shutdown_timeout("60s");
+    let mut gw = Gateway::start(&config.render());
     let out = gw.path("out.ndjson");
     let mut open = gw.connect().unwrap();
     open.write_all(b"{\"n\":1}\n{\"n\":2,").unwrap();
@@ -418,7 +416,11 @@ fn shutdown_drains_open_connections(mode: &str, transport: Transport) {
     });
 
     gw.signal(libc::SIGTERM);
-    std::thread::sleep(Duration::from_millis(500)); // let the gateway begin its shutdown
+    wait_until(PATIENCE, "the drain to begin", || {
+        gw.stderr().contains("shutting down")
+    });
+    // Time passing is the test: half a second into its shutdown, it still waits.
+    std::thread::sleep(Duration::from_millis(500));
     assert!(
         gw.is_running(),
         "the gateway must wait for the open connection (shutdown_timeout = 60s)"
@@ -462,9 +464,8 @@ io_modes!(shutdown_refuses_new_connections_tcp => shutdown_refuses_new_connectio
 fn shutdown_refuses_new_connections(mode: &str, transport: Transport) {
     use std::io::Write;
 
-    let config = standard_config_on(mode, transport)
-        .replace(r#"shutdown_timeout = "10s""#, r#"shutdown_timeout = "60s""#);
-    let mut gw = Gateway::start(&config);
+    let config = standard_on(mode, transport).shutdown_timeout("60s");
+    let mut gw = Gateway::start(&config.render());
     // An open connection keeps the shutdown going.
     let mut open = gw.connect().unwrap();
     open.write_all(b"{\"old\":1}\n").unwrap();
@@ -565,11 +566,8 @@ path = "{dir}/b.ndjson"
 io_modes!(small_buffers => small_buffers());
 
 fn small_buffers(mode: &str) {
-    let config = standard_config(mode).replace(
-        r#"path = "{dir}/in.sock""#,
-        "path = \"{dir}/in.sock\"\nbuf_size = 64",
-    );
-    let mut gw = Gateway::start(&config);
+    let config = standard(mode).with_source("in", |s| s.set("buf_size", 64));
+    let mut gw = Gateway::start(&config.render());
     let clients: Vec<Client> = (0..4)
         .map(|c| {
             let writes = if c % 2 == 0 { "tiny" } else { "random" };

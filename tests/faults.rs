@@ -155,8 +155,8 @@ fn sink_write_error(mode: &str) {
     let filler = disk.path("filler");
     fill(&filler, 50_001);
 
-    let config = standard_config(mode).replace("{dir}/out.ndjson", out.to_str().unwrap());
-    let mut gw = Gateway::start(&config);
+    let config = standard(mode).with_sink(0, |_| Sink::file_at(&out));
+    let mut gw = Gateway::start(&config.render());
     let client = Client::produce(
         gw.socket(),
         &["--conn", "3", "--count", "40000", "--seed", "9"],
@@ -169,6 +169,7 @@ fn sink_write_error(mode: &str) {
     if !logged {
         eprintln!("note: no ENOSPC log line within 5 s");
     }
+    // Time passing is the test: a second more against a full disk, and it is still up.
     std::thread::sleep(Duration::from_secs(1));
     assert!(
         gw.is_running(),
@@ -219,9 +220,8 @@ io_modes!(queued_connections_are_read_at_shutdown => queued_connections_are_read
 
 fn queued_connections_are_read_at_shutdown(mode: &str) {
     use std::os::unix::net::UnixStream;
-    let config =
-        standard_config(mode).replace(r#"shutdown_timeout = "10s""#, r#"shutdown_timeout = "60s""#);
-    let mut gw = Gateway::configure(&config).nofile(48).start();
+    let config = standard(mode).shutdown_timeout("60s");
+    let mut gw = Gateway::configure(&config.render()).nofile(48).start();
     let mut clients = Vec::new();
     for k in 0..100 {
         let mut s = UnixStream::connect(gw.socket()).expect("connect (the listen backlog is 1024)");
@@ -233,6 +233,7 @@ fn queued_connections_are_read_at_shutdown(mode: &str) {
     wait_until(PATIENCE, "the first accepted connections' lines", || {
         count_lines(&out) > 0
     });
+    // Time passing is the test: 300 ms in which the queued connections must stay unread.
     std::thread::sleep(Duration::from_millis(300));
     let before = count_lines(&out);
     assert!(

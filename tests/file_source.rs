@@ -11,29 +11,24 @@ use std::time::Duration;
 
 use util::*;
 
+/// The file source `logs` reading `{dir}/in.ndjson`.
+fn logs(follow: bool) -> Source {
+    Source::file("logs", "in.ndjson").set("follow", follow)
+}
+
+/// [`logs`] into `{dir}/out.ndjson` and, with envelopes, `{dir}/env.ndjson`.
 fn config(follow: bool) -> String {
-    format!(
-        r#"
-[[sources]]
-type = "file"
-name = "logs"
-path = "{{dir}}/in.ndjson"
-follow = {follow}
+    Config::new()
+        .source(logs(follow))
+        .sink(Sink::file("out.ndjson"))
+        .sink(Sink::file("env.ndjson").set("metadata", "envelope"))
+        .dead_letter(Sink::file("dead.ndjson"))
+        .render()
+}
 
-[[sinks]]
-type = "file"
-path = "{{dir}}/out.ndjson"
-
-[[sinks]]
-type = "file"
-path = "{{dir}}/env.ndjson"
-metadata = "envelope"
-
-[dead_letter]
-type = "file"
-path = "{{dir}}/dead.ndjson"
-"#
-    )
+/// How many times the gateway said it found its file truncated.
+fn truncations(gw: &Gateway) -> usize {
+    gw.stderr().matches("file truncated").count()
 }
 
 fn events(c: u64, range: std::ops::Range<u64>) -> Vec<u8> {
@@ -129,7 +124,8 @@ fn follows_appends_rotation_and_truncation() {
     let more = events(2, 100..200);
     let cut = more.len() - 30;
     append(&input, &more[..cut]);
-    std::thread::sleep(Duration::from_millis(250));
+    // The gateway has read the first part (its complete lines, and the cut one's start).
+    wait_until(PATIENCE, "199 lines", || count_lines(&out) == 199);
     append(&input, &more[cut..]);
     wait_until(PATIENCE, "200 lines", || count_lines(&out) == 200);
     // Rotation: the file is renamed (and a last line still lands in it), a new one appears.
@@ -139,12 +135,15 @@ fn follows_appends_rotation_and_truncation() {
     append(&input, &events(2, 201..250));
     wait_until(PATIENCE, "250 lines", || count_lines(&out) == 250);
     // copytruncate: emptied in place, then written again from its start.
+    let truncated = truncations(&gw);
     fs::OpenOptions::new()
         .write(true)
         .truncate(true)
         .open(&input)
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until(PATIENCE, "the truncation noticed", || {
+        truncations(&gw) > truncated
+    });
     append(&input, &events(2, 250..270));
     wait_until(PATIENCE, "270 lines", || count_lines(&out) == 270);
     let s = gw.stop();
@@ -162,21 +161,12 @@ fn follows_appends_rotation_and_truncation() {
 #[test]
 fn rotation_with_a_large_unread_rest_stays_bounded() {
     let launch = Gateway::configure(
-        r#"
-[[sources]]
-type = "file"
-name = "logs"
-path = "{dir}/in.ndjson"
-follow = true
-
-[[sinks]]
-type = "file"
-path = "{dir}/out.fifo"
-
-[channel]
-capacity = 2
-batch_max_bytes = 65536
-"#,
+        &Config::new()
+            .source(logs(true))
+            .sink(Sink::file("out.fifo"))
+            .set("channel.capacity", 2)
+            .set("channel.batch_max_bytes", 65536)
+            .render(),
     );
     let input = launch.path("in.ndjson");
     let mut fifo = Fifo::create(&launch.path("out.fifo"));
@@ -191,6 +181,7 @@ batch_max_bytes = 65536
         assert!(n > 0, "the first lines did not come");
         got.extend_from_slice(&buf[..n]);
     }
+    // Settling time before a memory measurement: nothing to wait on but time.
     std::thread::sleep(Duration::from_millis(300));
     let rss_before = gw.rss_kib();
     // 40 MB appended and the file renamed at once, then a new file.
@@ -198,6 +189,7 @@ batch_max_bytes = 65536
     append(&input, &events(3, 10..10 + big));
     fs::rename(&input, gw.path("in.ndjson.1")).unwrap();
     append(&input, &events(3, 10 + big..10 + big + 100));
+    // Time passing is the test: 1.5 s with the sink stalled, and memory must not grow.
     std::thread::sleep(Duration::from_millis(1500));
     let rss_stalled = gw.rss_kib();
     assert!(
@@ -236,12 +228,15 @@ fn repeated_copytruncate() {
     let out = gw.path("out.ndjson");
     wait_until(PATIENCE, "the first 50", || count_lines(&out) == 50);
     for round in 1..=3u64 {
+        let truncated = truncations(&gw);
         fs::OpenOptions::new()
             .write(true)
             .truncate(true)
             .open(&input)
             .unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        wait_until(PATIENCE, "the truncation noticed", || {
+            truncations(&gw) > truncated
+        });
         append(&input, &events(4, round * 50..round * 50 + 50));
         wait_until(PATIENCE, "the lines after a truncation", || {
             count_lines(&out) as u64 == round * 50 + 50

@@ -95,7 +95,9 @@ fn seed_flows_echo_a_file_through_the_server() {
 
     // The client first: it retries until the server's socket exists.
     let mut client = Proc::run(dir.path(), Path::new("client.toml"), "client");
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until(PATIENCE, "the client's first failed connect", || {
+        client.stderr().contains("connect failed")
+    });
     let mut server = Proc::run(dir.path(), Path::new("server.toml"), "server");
     let out = dir.path().join("client_out.log");
     wait_until(
@@ -126,24 +128,18 @@ fn seed_flows_echo_a_file_through_the_server() {
     );
 }
 
+/// A's source `in`, at `{dir}/a.sock`.
+fn a_source() -> Source {
+    Source::unix_at(in_dir("a.sock")).name("in")
+}
+
 fn next_hop(shared: &Path) -> PathBuf {
     let cfg = shared.join("b.toml");
-    fs::write(
-        &cfg,
-        format!(
-            r#"
-shutdown_timeout = "1s"
-[[sources]]
-type = "unix_socket_server"
-path = "{0}/b.sock"
-[[sinks]]
-type = "file"
-path = "{0}/b_out.ndjson"
-"#,
-            shared.display()
-        ),
-    )
-    .unwrap();
+    let config = Config::new()
+        .shutdown_timeout("1s")
+        .source(Source::unix_at(shared.join("b.sock")))
+        .sink(Sink::file_at(shared.join("b_out.ndjson")));
+    fs::write(&cfg, config.render()).unwrap();
     cfg
 }
 
@@ -178,23 +174,21 @@ fn forwarding_chain_survives_two_restarts_of_the_next_hop() {
     let b_cfg = next_hop(shared.path());
     let b_out = shared.path().join("b_out.ndjson");
     let mut b = Proc::run(shared.path(), &b_cfg, "b0");
-    let mut a = Gateway::start(&format!(
-        r#"
-workers = 2
-shutdown_timeout = "20s"
-[[sources]]
-type = "unix_socket_server"
-name = "in"
-path = "{{dir}}/a.sock"
-[[sinks]]
-type = "unix_socket_client"
-name = "b"
-path = "{}/b.sock"
-spool_bytes = 4194304
-reconnect = {{ retry = {{ interval_ms = 50, growth_rate = 1.5, max_interval_ms = 400 }} }}
-"#,
-        shared.path().display()
-    ));
+    let mut a = Gateway::start(
+        &Config::new()
+            .workers(2)
+            .shutdown_timeout("20s")
+            .source(a_source())
+            .sink(
+                Sink::unix_client_at(shared.path().join("b.sock"))
+                    .name("b")
+                    .set("spool_bytes", 4194304)
+                    .set("reconnect.retry.interval_ms", 50)
+                    .set("reconnect.retry.growth_rate", 1.5)
+                    .set("reconnect.retry.max_interval_ms", 400),
+            )
+            .render(),
+    );
     const CONNS: u64 = 8;
     const PER: u64 = 125_000;
     // About 8 s of traffic (~125 MB), so that B can be stopped in the middle of it, twice.
@@ -220,8 +214,11 @@ reconnect = {{ retry = {{ interval_ms = 50, growth_rate = 1.5, max_interval_ms =
         });
         let s = b.stop();
         assert_eq!(s.events_in, s.events_out);
-        // The next hop is away for a moment; A keeps taking events into its spool.
-        std::thread::sleep(Duration::from_millis(300));
+        // The next hop is away: A notices, and keeps taking events into its spool.
+        wait_until(PATIENCE, "A to spool with its next hop away", || {
+            let sink = &a.stats()["sinks"][0];
+            sink["connected"] == false && sink["spool_bytes"].as_u64() > Some(0)
+        });
         b = Proc::run(shared.path(), &b_cfg, &format!("b{}", k + 1));
     }
     for p in producers {
@@ -259,25 +256,24 @@ reconnect = {{ retry = {{ interval_ms = 50, growth_rate = 1.5, max_interval_ms =
 fn retry_schedule_circuit_breaker_and_backpressure() {
     let shared = tempfile::tempdir().unwrap();
     let b_cfg = next_hop(shared.path());
-    let mut a = Gateway::start(&format!(
-        r#"
-workers = 1
-[channel]
-capacity = 2
-batch_max_events = 64
-[[sources]]
-type = "unix_socket_server"
-name = "in"
-path = "{{dir}}/a.sock"
-[[sinks]]
-type = "unix_socket_client"
-name = "b"
-path = "{}/b.sock"
-spool_bytes = 4096
-reconnect = {{ retry = {{ interval_ms = 100, growth_rate = 2.0, max_interval_ms = 800, max_retries = 5, jitter = 0.0 }} }}
-"#,
-        shared.path().display()
-    ));
+    let mut a = Gateway::start(
+        &Config::new()
+            .workers(1)
+            .set("channel.capacity", 2)
+            .set("channel.batch_max_events", 64)
+            .source(a_source())
+            .sink(
+                Sink::unix_client_at(shared.path().join("b.sock"))
+                    .name("b")
+                    .set("spool_bytes", 4096)
+                    .set("reconnect.retry.interval_ms", 100)
+                    .set("reconnect.retry.growth_rate", 2.0)
+                    .set("reconnect.retry.max_interval_ms", 800)
+                    .set("reconnect.retry.max_retries", 5)
+                    .set("reconnect.retry.jitter", 0.0),
+            )
+            .render(),
+    );
     let producer = Client::produce(a.socket(), &["--conn", "0", "--count", "20000"]);
     // Attempts 1..=9: retry_in_ms 100, 200, 400, 800, 800, then (circuit open) 800 each.
     wait_until(Duration::from_secs(15), "nine failed attempts", || {
@@ -408,14 +404,21 @@ fn replies_carry_client_metadata_and_bad_replies_are_dead_lettered() {
     let _peer = Kill(peer);
     fs::write(shared.path().join("in.ndjson"), "{\"a\":1}\n{\"b\":2}\n").unwrap();
     let client_cfg = shared.path().join("c.toml");
-    fs::write(
-        &client_cfg,
-        "[[sources]]\ntype = \"file\"\nname = \"input\"\npath = \"in.ndjson\"\n\
-         [[sinks]]\ntype = \"unix_socket_client\"\nname = \"srv\"\npath = \"s.sock\"\ninputs = [\"input\"]\n\
-         [[sinks]]\ntype = \"file\"\npath = \"replies.ndjson\"\nmetadata = \"envelope\"\ninputs = [\"srv\"]\n\
-         [dead_letter]\ntype = \"file\"\npath = \"dead.ndjson\"\n",
-    )
-    .unwrap();
+    // Paths relative to the gateway's working directory (the peer is named after its path).
+    let config = Config::new()
+        .source(Source::new("file").name("input").path("in.ndjson"))
+        .sink(
+            Sink::unix_client_at("s.sock")
+                .name("srv")
+                .inputs(&["input"]),
+        )
+        .sink(
+            Sink::file_at("replies.ndjson")
+                .set("metadata", "envelope")
+                .inputs(&["srv"]),
+        )
+        .dead_letter(Sink::file_at("dead.ndjson"));
+    fs::write(&client_cfg, config.render()).unwrap();
     let mut c = Proc::run(shared.path(), &client_cfg, "client");
     let replies = shared.path().join("replies.ndjson");
     wait_until(PATIENCE, "two replies", || count_lines(&replies) == 2);
@@ -439,21 +442,14 @@ fn replies_carry_client_metadata_and_bad_replies_are_dead_lettered() {
 #[test]
 fn a_peer_that_never_comes_is_counted_lost_at_shutdown() {
     let shared = tempfile::tempdir().unwrap();
-    let mut a = Gateway::start(&format!(
-        r#"
-shutdown_timeout = "1s"
-[channel]
-capacity = 16
-[[sources]]
-type = "unix_socket_server"
-path = "{{dir}}/a.sock"
-[[sinks]]
-type = "unix_socket_client"
-path = "{}/nobody.sock"
-spool_bytes = 4096
-"#,
-        shared.path().display()
-    ));
+    let mut a = Gateway::start(
+        &Config::new()
+            .shutdown_timeout("1s")
+            .set("channel.capacity", 16)
+            .source(Source::unix_at(in_dir("a.sock")))
+            .sink(Sink::unix_client_at(shared.path().join("nobody.sock")).set("spool_bytes", 4096))
+            .render(),
+    );
     let producer = Client::produce(
         a.socket(),
         &["--conn", "0", "--count", "20000", "--progress"],

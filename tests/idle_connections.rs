@@ -53,6 +53,7 @@ fn ten_thousand_idle_connections_cost_no_buffers() {
         wait_until(PATIENCE, "the probe event", || {
             count_lines(&gw.path("out.ndjson")) == 2
         });
+        // Settling time before a memory measurement: nothing to wait on but time.
         std::thread::sleep(std::time::Duration::from_millis(300));
         let after = gw.rss_kib();
         let per_conn = (after.saturating_sub(before) * 1024) / CONNS as u64;

@@ -11,51 +11,49 @@ use std::time::Duration;
 use serde_json::Value;
 use util::*;
 
-/// `[[sources]]` blocks by name, in this order.
-fn config(mode: &str, sources: &[&str], extra_source: &str) -> String {
-    let mut text = format!(
-        r#"
-io_mode = "{mode}"
-workers = 2
-shutdown_timeout = "10s"
-
-[control]
-path = "{{dir}}/gw.ctl"
-
-[[sinks]]
-type = "file"
-path = "{{dir}}/out.ndjson"
-"#
-    );
-    for s in sources {
-        text.push_str(match *s {
-            "in" => "\n[[sources]]\nname = \"in\"\ntype = \"unix_socket_server\"\npath = \"{dir}/in.sock\"\n",
-            "extra" => "\n[[sources]]\nname = \"extra\"\ntype = \"unix_socket_server\"\npath = \"{dir}/extra.sock\"\n",
-            "feed" => "\n[[sources]]\nname = \"feed\"\ntype = \"file\"\npath = \"{dir}/feed.ndjson\"\nfollow = true\n",
-            other => other,
-        });
-    }
-    text.push_str(extra_source);
-    text
+/// The gateway of these tests: a control socket at `{dir}/gw.ctl`, a file sink, and `sources`
+/// in this order.
+fn config(mode: &str, sources: impl IntoIterator<Item = Source>) -> String {
+    let config = Config::new()
+        .io_mode(mode)
+        .workers(2)
+        .shutdown_timeout("10s")
+        .control("gw.ctl")
+        .sink(Sink::file("out.ndjson"));
+    sources
+        .into_iter()
+        .fold(config, |config, source| config.source(source))
+        .render()
 }
 
-fn tcp_source(name: &str, port: u16) -> String {
-    format!("\n[[sources]]\nname = \"{name}\"\ntype = \"tcp_server\"\nurl = \"127.0.0.1:{port}\"\n")
+/// The source that stays: `{dir}/in.sock`.
+fn src_in() -> Source {
+    Source::unix("in")
+}
+
+/// A UNIX source added and removed: `{dir}/extra.sock`.
+fn src_extra() -> Source {
+    Source::unix("extra")
+}
+
+/// A followed file source: `{dir}/feed.ndjson`.
+fn src_feed() -> Source {
+    Source::file("feed", "feed.ndjson").set("follow", true)
+}
+
+fn tcp_source(name: &str, port: u16) -> Source {
+    Source::new("tcp_server")
+        .name(name)
+        .set("url", format!("127.0.0.1:{port}"))
 }
 
 fn ctl(gw: &Gateway, args: &[&str]) -> (i32, String, String) {
     ctl_at(&gw.path("gw.ctl"), args)
 }
 
-fn stats(gw: &Gateway) -> Value {
-    let (code, out, err) = ctl(gw, &["--json", "stats"]);
-    assert_eq!(code, 0, "{err}");
-    serde_json::from_str(&out).unwrap()
-}
-
 /// (name, address) of every running source.
 fn sources(gw: &Gateway) -> Vec<(String, String)> {
-    stats(gw)["sources"]
+    gw.stats()["sources"]
         .as_array()
         .unwrap()
         .iter()
@@ -69,7 +67,7 @@ fn sources(gw: &Gateway) -> Vec<(String, String)> {
 }
 
 fn source_events(gw: &Gateway, name: &str) -> u64 {
-    stats(gw)["sources"]
+    gw.stats()["sources"]
         .as_array()
         .unwrap()
         .iter()
@@ -90,11 +88,6 @@ fn conn_ids_of(gw: &Gateway, source: &str) -> Vec<u64> {
         .collect();
     ids.sort_unstable();
     ids
-}
-
-fn rewrite(gw: &Gateway, text: &str) {
-    let dir = gw.dir().to_string_lossy().into_owned();
-    std::fs::write(gw.path("ringway.toml"), text.replace("{dir}", &dir)).unwrap();
 }
 
 fn reload_ok(gw: &Gateway) -> String {
@@ -119,7 +112,7 @@ fn paced(target: &str, conn: u64, count: u64, rate: u64) -> Client {
 }
 
 fn add_and_remove_sources(mode: &str) {
-    let mut gw = Gateway::start(&config(mode, &["in"], ""));
+    let mut gw = Gateway::start(&config(mode, [src_in()]));
     // Two producers on the source that stays.
     let (steady, steady_count) = (2u64, 60_000u64);
     let producers: Vec<Client> = (0..steady)
@@ -146,10 +139,10 @@ fn add_and_remove_sources(mode: &str) {
         })
         .collect();
     std::fs::write(gw.path("feed.ndjson"), &feed).unwrap();
-    rewrite(
-        &gw,
-        &config(mode, &["in", "extra", "feed"], &tcp_source("tcp", 0)),
-    );
+    gw.rewrite_config(&config(
+        mode,
+        [src_in(), src_extra(), src_feed(), tcp_source("tcp", 0)],
+    ));
     let out = reload_ok(&gw);
     for added in [
         "source extra added",
@@ -182,7 +175,7 @@ fn add_and_remove_sources(mode: &str) {
     assert_eq!(conn_ids_of(&gw, "in"), ids);
 
     // Remove the UNIX source while its producer writes, and the TCP and file sources.
-    rewrite(&gw, &config(mode, &["in"], ""));
+    gw.rewrite_config(&config(mode, [src_in()]));
     let out = reload_ok(&gw);
     for removed in [
         "source extra removed",
@@ -209,12 +202,12 @@ fn add_and_remove_sources(mode: &str) {
     assert_eq!(names, ["in"]);
     assert_eq!(conn_ids_of(&gw, "in"), ids);
     wait_until(PATIENCE, "the removed source's events delivered", || {
-        let s = stats(&gw);
+        let s = gw.stats();
         s["totals"]["events_out"] == s["totals"]["events_in"]
     });
 
     // The port is free again: a new source binds it.
-    rewrite(&gw, &config(mode, &["in"], &tcp_source("tcp2", port)));
+    gw.rewrite_config(&config(mode, [src_in(), tcp_source("tcp2", port)]));
     let out = reload_ok(&gw);
     assert!(out.contains("source tcp2 added"), "{out}");
     let tcp2 = paced(&tcp_addr, 4, 1000, 100_000).finish();
@@ -222,8 +215,8 @@ fn add_and_remove_sources(mode: &str) {
 
     // A source that cannot be bound refuses the whole reload: tcp2 is not removed.
     std::fs::write(gw.path("notasocket"), b"a regular file").unwrap();
-    let bad = "\n[[sources]]\nname = \"bad\"\ntype = \"unix_socket_server\"\npath = \"{dir}/notasocket\"\n";
-    rewrite(&gw, &config(mode, &["in", bad], ""));
+    let bad = Source::unix_at(in_dir("notasocket")).name("bad");
+    gw.rewrite_config(&config(mode, [src_in(), bad]));
     let (code, _, err) = ctl(&gw, &["reload"]);
     assert_eq!(code, 1);
     assert!(
@@ -233,11 +226,8 @@ fn add_and_remove_sources(mode: &str) {
     let names: Vec<String> = sources(&gw).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["in", "tcp2"]);
     // A source whose settings change is refused too (its connections would have to go).
-    let changed = config(mode, &["in"], &tcp_source("tcp2", port)).replace(
-        "path = \"{dir}/in.sock\"",
-        "path = \"{dir}/in.sock\"\nbacklog = 17",
-    );
-    rewrite(&gw, &changed);
+    let changed = src_in().set("backlog", 17);
+    gw.rewrite_config(&config(mode, [changed, tcp_source("tcp2", port)]));
     let (code, _, err) = ctl(&gw, &["reload"]);
     assert_eq!(code, 1);
     assert!(err.contains("source \"in\" changed"), "{err}");
@@ -276,7 +266,7 @@ io_modes!(add_and_remove_sources => add_and_remove_sources());
 io_modes!(removing_a_paused_source_ends_its_connections => removing_a_paused_source_ends_its_connections());
 
 fn removing_a_paused_source_ends_its_connections(mode: &str) {
-    let mut gw = Gateway::start(&config(mode, &["in", "extra"], ""));
+    let mut gw = Gateway::start(&config(mode, [src_in(), src_extra()]));
     let (code, _, err) = ctl(&gw, &["pause", "extra"]);
     assert_eq!(code, 0, "{err}");
     let idle = std::os::unix::net::UnixStream::connect(gw.path("extra.sock")).unwrap();
@@ -291,9 +281,10 @@ fn removing_a_paused_source_ends_its_connections(mode: &str) {
     wait_until(PATIENCE, "two connections", || {
         conn_ids_of(&gw, "extra").len() == 2
     });
+    // Time passing is the point: 200 ms in which a paused source must read nothing.
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(source_events(&gw, "extra"), 0, "paused");
-    rewrite(&gw, &config(mode, &["in"], ""));
+    gw.rewrite_config(&config(mode, [src_in()]));
     reload_ok(&gw);
     // Both connections end: EOF for the idle one, a failed write for the writer.
     idle.set_read_timeout(Some(Duration::from_secs(10)))
@@ -305,11 +296,12 @@ fn removing_a_paused_source_ends_its_connections(mode: &str) {
         "EOF on the idle connection"
     );
     wait_until(PATIENCE, "the removed source's connections closed", || {
-        conn_ids_of(&gw, "extra").is_empty() && stats(&gw)["connections"] == 0
+        conn_ids_of(&gw, "extra").is_empty() && gw.stats()["connections"] == 0
     });
     assert!(
         writer.write_all(b"{\"late\":1}\n").is_err() || {
-            // (The first write after the peer's shutdown may still be buffered; the next fails.)
+            // (The first write after the peer's shutdown may still be buffered; the next fails.
+            // The pause gives the kernel's reset time to arrive: nothing of the gateway to wait on.)
             std::thread::sleep(Duration::from_millis(50));
             writer.write_all(b"{\"late\":2}\n").is_err()
         }
@@ -327,9 +319,8 @@ fn removing_a_paused_source_ends_its_connections(mode: &str) {
 /// close frame (1001, "this source was removed") after what they sent is delivered.
 #[test]
 fn a_ws_server_added_and_removed_live() {
-    let mut gw = Gateway::start(&config("uring", &["in"], ""));
-    let ws_source = "\n[[sources]]\nname = \"ws\"\ntype = \"ws_server\"\nurl = \"127.0.0.1:0\"\n";
-    rewrite(&gw, &config("uring", &["in", ws_source], ""));
+    let mut gw = Gateway::start(&config("uring", [src_in()]));
+    gw.rewrite_config(&config("uring", [src_in(), Source::ws("ws")]));
     let out = reload_ok(&gw);
     assert!(out.contains("source ws added (ws://127.0.0.1:"), "{out}");
     let url = sources(&gw)
@@ -347,7 +338,7 @@ fn a_ws_server_added_and_removed_live() {
     wait_until(PATIENCE, "the held client connected", || {
         !held.lines().is_empty() && conn_ids_of(&gw, "ws").len() == 1
     });
-    rewrite(&gw, &config("uring", &["in"], ""));
+    gw.rewrite_config(&config("uring", [src_in()]));
     let out = reload_ok(&gw);
     assert!(out.contains("source ws removed"), "{out}");
     let r = held.finish();

@@ -70,7 +70,8 @@ fn routing(mode: &str, tcp: bool) {
         "reply_client.py",
         &[&target, "--never-read", "--first", "999"],
     );
-    thread_sleep(Duration::from_millis(300));
+    // Until it is held back: its queue full, its reading parked.
+    gw.wait_events_in_settle();
     let started = Instant::now();
     let r = clients(&target, 64, 1500, 100);
     assert_eq!(r["ok"], 64, "{r}");
@@ -98,10 +99,6 @@ fn routing(mode: &str, tcp: bool) {
     assert_eq!(s.events_in, s.events_out);
     assert!(s.dead_lettered <= 1, "{s:?}");
     assert!(s.events_in >= 2 * 64 * 1500);
-}
-
-fn thread_sleep(d: Duration) {
-    std::thread::sleep(d)
 }
 
 io_modes!(reply_routing_unix => routing(false));

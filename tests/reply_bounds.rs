@@ -12,34 +12,27 @@ use std::time::{Duration, Instant};
 
 use util::*;
 
-fn config(mode: &str, reply: &str, shutdown_timeout: &str) -> String {
-    format!(
-        r#"
-io_mode = "{mode}"
-workers = 2
-shutdown_timeout = "{shutdown_timeout}"
-
-[[sources]]
-name = "in"
-type = "unix_socket_server"
-path = "{{dir}}/in.sock"
-
-[[sinks]]
-type = "file"
-path = "{{dir}}/out.ndjson"
-
-[[sinks]]
-type = "reply"
-{reply}
-"#
-    )
+/// One UNIX source `in`, a file sink, and the `reply` sink.
+fn config(mode: &str, reply: Sink, shutdown_timeout: &str) -> String {
+    Config::new()
+        .io_mode(mode)
+        .workers(2)
+        .shutdown_timeout(shutdown_timeout)
+        .source(Source::unix("in"))
+        .sink(Sink::file("out.ndjson"))
+        .sink(reply)
+        .render()
 }
 
 /// A client reads 1,000 replies, then stops reading while it sends on. The gateway parks the
 /// connection (its queue is full), closes it after `write_timeout`, and counts what it could
 /// not write: complete replies received + `replies_dropped` = events taken in.
 fn accounting(mode: &str) {
-    let mut gw = Gateway::start(&config(mode, "write_timeout = \"1s\"", "10s"));
+    let mut gw = Gateway::start(&config(
+        mode,
+        Sink::reply().set("write_timeout", "1s"),
+        "10s",
+    ));
     let r = Client::python(
         "reply_client.py",
         &[
@@ -80,7 +73,9 @@ io_modes!(reply_accounting => accounting());
 fn held_back_at_shutdown(mode: &str) {
     let mut gw = Gateway::start(&config(
         mode,
-        "queue_bytes = 1024\nwrite_timeout = \"30s\"",
+        Sink::reply()
+            .set("queue_bytes", 1024)
+            .set("write_timeout", "30s"),
         "1s",
     ));
     let hog = Client::python(
@@ -91,7 +86,7 @@ fn held_back_at_shutdown(mode: &str) {
     wait_until(PATIENCE, "the non-reader's first events", || {
         count_lines(&out) > 0
     });
-    std::thread::sleep(Duration::from_millis(300));
+    gw.wait_events_in_settle();
     let began = Instant::now();
     let s = gw.stop();
     let took = began.elapsed();
@@ -115,20 +110,15 @@ io_modes!(held_back_connection_ends_at_deadline => held_back_at_shutdown());
 #[test]
 fn routed_replies_respect_the_bound() {
     let mut gw = Gateway::start(
-        r#"
-[[sources]]
-type = "unix_socket_server"
-name = "in"
-path = "{dir}/in.sock"
-[[sinks]]
-type = "file"
-path = "{dir}/out.ndjson"
-metadata = "envelope"
-[[sinks]]
-type = "reply"
-queue_bytes = 65536
-route_field = "to"
-"#,
+        &Config::new()
+            .source(Source::unix("in"))
+            .sink(Sink::file("out.ndjson").set("metadata", "envelope"))
+            .sink(
+                Sink::reply()
+                    .set("queue_bytes", 65536)
+                    .set("route_field", "to"),
+            )
+            .render(),
     );
     let target = gw.target();
     // `a` says hello (to nobody), which shows its connection id in the file sink's envelope.
@@ -162,6 +152,8 @@ route_field = "to"
         a.read_to_end(&mut got).unwrap();
         got.iter().filter(|&&c| c == b'\n').count() as u64
     });
+    // A moment for a's reader to take what was kept for it before the shutdown. Nothing tells
+    // when its queue is empty, and either way each reply is counted: received or dropped.
     std::thread::sleep(Duration::from_secs(1));
     drop(b);
     let s = gw.stop();
@@ -183,21 +175,16 @@ route_field = "to"
 /// one config listen twice on the same port through `0.0.0.0` and `127.0.0.1`.
 #[test]
 fn tcp_port_in_use_is_refused() {
-    let first = Gateway::start(
-        r#"
-[[sources]]
-type = "tcp_server"
-url = "127.0.0.1:0"
-[[sinks]]
-type = "null"
-"#,
-    );
+    let on = |url: String| {
+        Config::new()
+            .source(Source::new("tcp_server").set("url", url))
+            .sink(Sink::null())
+            .render()
+    };
+    let first = Gateway::start(&on("127.0.0.1:0".into()));
     let port = first.tcp_addr().port();
     for host in ["127.0.0.1", "0.0.0.0"] {
-        let second = Gateway::configure(&format!(
-            "[[sources]]\ntype = \"tcp_server\"\nurl = \"{host}:{port}\"\n[[sinks]]\ntype = \"null\"\n"
-        ))
-        .expect_failure();
+        let second = Gateway::configure(&on(format!("{host}:{port}"))).expect_failure();
         assert!(!second.status.success());
         assert!(
             second.stderr.contains("another process is listening on it"),
@@ -228,21 +215,12 @@ type = "null"
 #[test]
 fn reply_queues_only_for_the_reply_sinks_inputs() {
     let gw = Gateway::start(
-        r#"
-[[sources]]
-type = "unix_socket_server"
-name = "asks"
-path = "{dir}/asks.sock"
-[[sources]]
-type = "unix_socket_server"
-name = "tells"
-path = "{dir}/tells.sock"
-[[sinks]]
-type = "null"
-[[sinks]]
-type = "reply"
-inputs = ["asks"]
-"#,
+        &Config::new()
+            .source(Source::unix("asks"))
+            .source(Source::unix("tells"))
+            .sink(Sink::null())
+            .sink(Sink::reply().inputs(&["asks"]))
+            .render(),
     );
     let fds = || {
         std::fs::read_dir(format!("/proc/{}/fd", gw.pid()))
@@ -262,7 +240,8 @@ inputs = ["asks"]
     let tells = connect("tells.sock");
     let tells_in = poll_until(PATIENCE, || fds() >= before + 45);
     assert!(tells_in, "descriptors: {before} before, {} now", fds());
-    std::thread::sleep(Duration::from_millis(300));
+    // Every one of them accepted and read: any reply queue made for them exists by now.
+    gw.wait_events_in(50);
     let with_tells = fds();
     assert!(
         with_tells < before + 60,

@@ -40,9 +40,8 @@ fn sigterm_right_after_start_is_clean() {
 #[test]
 fn second_signal_exits_at_once() {
     for mode in MODES {
-        let config = standard_config(mode)
-            .replace(r#"shutdown_timeout = "10s""#, r#"shutdown_timeout = "5m""#);
-        let mut gw = Gateway::start(&config);
+        let config = standard(mode).shutdown_timeout("5m");
+        let mut gw = Gateway::start(&config.render());
         let open = UnixStream::connect(gw.socket()).unwrap(); // keeps the drain going
         gw.signal(libc::SIGTERM);
         wait_until(PATIENCE, "the drain to begin", || {
@@ -65,20 +64,13 @@ fn second_signal_exits_at_once() {
 #[test]
 fn blocked_sink_does_not_hang_shutdown() {
     for mode in MODES {
-        let config = format!(
-            r#"
-io_mode = "{mode}"
-workers = 2
-shutdown_timeout = "300ms"
-[[sources]]
-type = "unix_socket_server"
-path = "{{dir}}/in.sock"
-[[sinks]]
-type = "file"
-path = "{{dir}}/fifo"
-"#
-        );
-        let launch = Gateway::configure(&config);
+        let config = Config::new()
+            .io_mode(mode)
+            .workers(2)
+            .shutdown_timeout("300ms")
+            .source(Source::unix_at(in_dir("in.sock")))
+            .sink(Sink::file("fifo"));
+        let launch = Gateway::configure(&config.render());
         mkfifo(&launch.path("fifo"));
         // A reader that opens the FIFO (so the gateway can open it) and never reads.
         let reader = std::fs::OpenOptions::new()
@@ -126,14 +118,11 @@ fn socket_that_refuses_us_with_eacces_is_not_replaced() {
         |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
     let before = ino(first.socket());
     let cfg = dir.join("second.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "io_mode = \"epoll\"\n[[sources]]\ntype = \"unix_socket_server\"\npath = \"{}\"\n[[sinks]]\ntype = \"null\"\n",
-            first.socket_str()
-        ),
-    )
-    .unwrap();
+    let second = Config::new()
+        .io_mode("epoll")
+        .source(Source::unix_at(first.socket()))
+        .sink(Sink::null());
+    std::fs::write(&cfg, second.render()).unwrap();
     std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let mut cmd = Command::new(bin());
     cmd.args(["run", "--config"])
@@ -191,14 +180,10 @@ fn live_socket_with_full_backlog_does_not_hang_start_up() {
     // With a backlog of 0 one connection may wait; a second would block a blocking connect.
     let _queued = std::os::unix::net::UnixStream::connect(&path).unwrap();
     let cfg = dir.path().join("ringway.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[sources]]\ntype = \"unix_socket_server\"\npath = \"{}\"\n[[sinks]]\ntype = \"null\"\n",
-            path.display()
-        ),
-    )
-    .unwrap();
+    let config = Config::new()
+        .source(Source::unix_at(&path))
+        .sink(Sink::null());
+    std::fs::write(&cfg, config.render()).unwrap();
     let mut child = Command::new(bin())
         .args(["run", "--config"])
         .arg(&cfg)

@@ -17,12 +17,8 @@ fn tcp_envelope_peer_address(mode: &str) {
     use std::io::Write;
     use std::net::TcpStream;
 
-    let config = standard_config_on(mode, Transport::Tcp).replace(
-        "path = \"{dir}/out.ndjson\"\n",
-        "path = \"{dir}/out.ndjson\"\nmetadata = \"envelope\"\n",
-    );
-    assert!(config.contains("metadata = \"envelope\""), "test bug");
-    let mut gw = Gateway::start(&config);
+    let config = standard_on(mode, Transport::Tcp).with_sink(0, |s| s.set("metadata", "envelope"));
+    let mut gw = Gateway::start(&config.render());
     let addr = gw.tcp_addr();
     assert_eq!(addr.ip().to_string(), "127.0.0.1");
     assert_ne!(addr.port(), 0, "port 0 resolved to the bound port");
@@ -122,10 +118,9 @@ fn tcp_envelope_peer_address(mode: &str) {
 /// `ringway check` and `ringway run` alike.
 #[test]
 fn tcp_bad_url_is_a_config_error() {
-    let config = standard_config_on("epoll", Transport::Tcp);
-    assert!(config.contains(r#"url = "127.0.0.1:0""#), "test bug");
-    let launch =
-        Gateway::configure(&config.replace(r#"url = "127.0.0.1:0""#, r#"url = "nonsense""#));
+    let config =
+        standard_on("epoll", Transport::Tcp).with_source("in", |s| s.set("url", "nonsense"));
+    let launch = Gateway::configure(&config.render());
     let out = std::process::Command::new(bin())
         .args(["check", "--config"])
         .arg(launch.path("ringway.toml"))

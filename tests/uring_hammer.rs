@@ -32,17 +32,12 @@ fn buffer_ring_exhaustion_parking_and_vanishing_clients() {
     // data pending on 64 busy connections, so multishot recvs end with ENOBUFS again and again.
     // A channel of 2 batches of at most 16 events makes connections park constantly.
     // A long shutdown grace: every connection must end by its own EOF, never by the deadline.
-    let config = standard_config("uring")
-        .replace(
-            r#"shutdown_timeout = "10s""#,
-            r#"shutdown_timeout = "120s""#,
-        )
-        .replace(
-            r#"path = "{dir}/in.sock""#,
-            "path = \"{dir}/in.sock\"\nbuf_size = 64",
-        )
-        + "\n[channel]\ncapacity = 2\nbatch_max_events = 16\n";
-    let mut gw = Gateway::start(&config);
+    let config = standard("uring")
+        .shutdown_timeout("120s")
+        .with_source("in", |s| s.set("buf_size", 64))
+        .set("channel.capacity", 2)
+        .set("channel.batch_max_events", 16);
+    let mut gw = Gateway::start(&config.render());
     let busy: Vec<Client> = (0..2)
         .map(|k| {
             let first = (k * 32).to_string();

@@ -32,32 +32,30 @@ fn peer(port: u16, out: &std::path::Path, extra: &[&str]) -> Client {
     c
 }
 
-fn config(url: &str, sink_extra: &str) -> String {
-    format!(
-        r#"
-shutdown_timeout = "10s"
-log_level = "info"
+/// Events in on the UNIX source `in` go out to the ws_client sink `peer` at `url`
+/// (`peer` as given, e.g. with `tls`); what comes back lands in `{dir}/echoes.ndjson`.
+fn config(url: &str, peer: impl FnOnce(Sink) -> Sink) -> Config {
+    let sink = Sink::ws_client(url)
+        .name("peer")
+        .inputs(&["in"])
+        .set("reconnect.retry.interval_ms", 200)
+        .set("reconnect.retry.growth_rate", 2.0)
+        .set("reconnect.retry.max_interval_ms", 1000)
+        .set("reconnect.retry.jitter", 0.0);
+    Config::new()
+        .shutdown_timeout("10s")
+        .set("log_level", "info")
+        .source(Source::unix("in"))
+        .sink(peer(sink))
+        .sink(Sink::file("echoes.ndjson").name("echoes").inputs(&["peer"]))
+}
 
-[[sources]]
-name = "in"
-type = "unix_socket_server"
-path = "{{dir}}/in.sock"
-
-[[sinks]]
-name = "peer"
-type = "ws_client"
-url = "{url}"
-inputs = ["in"]
-reconnect = {{ retry = {{ interval_ms = 200, growth_rate = 2.0, max_interval_ms = 1000, jitter = 0.0 }} }}
-{sink_extra}
-
-[[sinks]]
-name = "echoes"
-type = "file"
-path = "{{dir}}/echoes.ndjson"
-inputs = ["peer"]
-"#
-    )
+/// The ws_client's `tls` table.
+fn tls(entries: &[(&str, String)]) -> toml::Table {
+    entries
+        .iter()
+        .map(|(k, v)| (k.to_string(), toml::Value::from(v.as_str())))
+        .collect()
 }
 
 fn check_lines(lines: &[Vec<u8>], conn: u64, count: u64) {
@@ -74,7 +72,7 @@ fn events_go_out_and_replies_come_back() {
     let dir = tempfile::tempdir().unwrap();
     let got = dir.path().join("peer.ndjson");
     let _peer = peer(port, &got, &["--echo"]);
-    let mut gw = Gateway::start(&config(&format!("ws://127.0.0.1:{port}/ingest"), ""));
+    let mut gw = Gateway::start(&config(&format!("ws://127.0.0.1:{port}/ingest"), |s| s).render());
     let count = 20_000u64;
     Client::produce(gw.target(), &["--conn", "1", "--count", &count.to_string()]).finish();
     wait_until(PATIENCE, "the echoes", || {
@@ -96,7 +94,7 @@ fn server_killed_and_restarted_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let got = dir.path().join("peer.ndjson");
     let first = peer(port, &got, &["--stop-after", "3000"]);
-    let mut gw = Gateway::start(&config(&format!("ws://127.0.0.1:{port}/"), ""));
+    let mut gw = Gateway::start(&config(&format!("ws://127.0.0.1:{port}/"), |s| s).render());
     let count = 20_000u64;
     let producer = Client::python(
         "paced.py",
@@ -112,7 +110,10 @@ fn server_killed_and_restarted_loses_nothing() {
     );
     let (status, _) = first.wait(Duration::from_secs(30));
     assert!(status.success());
-    std::thread::sleep(Duration::from_secs(3));
+    // The server stays down for three refused connects (200 + 400 + 800 ms on the schedule).
+    wait_until(PATIENCE, "three refused connects", || {
+        gw.stderr().matches("connect failed").count() >= 3
+    });
     let _second = peer(port, &got, &[]);
     assert_eq!(producer.finish()["sent"].as_u64(), Some(count));
     wait_until(Duration::from_secs(60), "every event at the peer", || {
@@ -177,8 +178,14 @@ fn wss_with_cafile_and_a_wrong_ca_or_domain() {
         ],
     );
     let url = format!("wss://localhost:{port}/");
-    let tls = |ca: &str, domain: &str| format!("tls = {{ cafile = \"{}\"{domain} }}", pki.path(ca));
-    let mut gw = Gateway::start(&config(&url, &tls("ca.pem", "")));
+    let with_ca = |ca: &str, domain: Option<&str>| {
+        let mut tls = tls(&[("cafile", pki.path(ca))]);
+        if let Some(domain) = domain {
+            tls.insert("domain".into(), domain.into());
+        }
+        config(&url, |s| s.set("tls", tls))
+    };
+    let mut gw = Gateway::start(&with_ca("ca.pem", None).render());
     Client::produce(gw.target(), &["--conn", "3", "--count", "500"]).finish();
     wait_until(PATIENCE, "the echoes over wss", || {
         count_lines(&gw.path("echoes.ndjson")) == 500
@@ -188,15 +195,15 @@ fn wss_with_cafile_and_a_wrong_ca_or_domain() {
 
     // The wrong CA, then the wrong name: refused with the reason, retried, nothing sent.
     for (ca, domain, reason) in [
-        ("other.pem", "", "UnknownIssuer"),
+        ("other.pem", None, "UnknownIssuer"),
         (
             "ca.pem",
-            ", domain = \"example.org\"",
+            Some("example.org"),
             "not valid for name \"example.org\"",
         ),
     ] {
         // (It cannot deliver: a short grace, so that it gives up soon at the end.)
-        let cfg = config(&url, &tls(ca, domain)).replace("\"10s\"", "\"1s\"");
+        let cfg = with_ca(ca, domain).shutdown_timeout("1s").render();
         let mut gw = Gateway::start(&cfg);
         Client::produce(gw.target(), &["--conn", "4", "--count", "10"]).finish();
         wait_until(PATIENCE, "two failed attempts", || {
@@ -255,20 +262,13 @@ fn binary_messages_stay_binary_through_ws_server_and_ws_client() {
     let dir = tempfile::tempdir().unwrap();
     let got = dir.path().join("peer.ndjson");
     let _peer = peer(port, &got, &["--types"]);
-    let cfg = format!(
-        r#"
-[[sources]]
-name = "wsin"
-type = "ws_server"
-url = "127.0.0.1:0"
-
-[[sinks]]
-name = "peer"
-type = "ws_client"
-url = "ws://127.0.0.1:{port}/"
-"#
-    );
-    let mut gw = Gateway::start(&cfg);
+    let cfg = |peer: Sink| {
+        Config::new()
+            .source(Source::ws("wsin"))
+            .sink(peer.name("peer"))
+            .render()
+    };
+    let mut gw = Gateway::start(&cfg(Sink::ws_client(&format!("ws://127.0.0.1:{port}/"))));
     let url = ws_urls(&gw.stderr()).remove(0);
     for (text, binary) in [
         ("{\"t\":1}", false),
@@ -296,10 +296,9 @@ url = "ws://127.0.0.1:{port}/"
     let got2 = dir.path().join("peer2.ndjson");
     let port2 = free_port();
     let _peer2 = peer(port2, &got2, &["--types"]);
-    let mut gw = Gateway::start(
-        &cfg.replace(&port.to_string(), &port2.to_string())
-            .replace("url = \"ws://", "binary = true\nurl = \"ws://"),
-    );
+    let mut gw = Gateway::start(&cfg(
+        Sink::ws_client(&format!("ws://127.0.0.1:{port2}/")).set("binary", true)
+    ));
     let url = ws_urls(&gw.stderr()).remove(0);
     let (_, last) =
         Client::python("ws_client.py", &[&url, "raw", "{\"t\":4}"]).wait(Duration::from_secs(30));
@@ -320,7 +319,7 @@ fn a_server_that_reads_late_gets_everything_once() {
     let dir = tempfile::tempdir().unwrap();
     let got = dir.path().join("peer.ndjson");
     let _peer = peer(port, &got, &["--stall", "3"]);
-    let mut gw = Gateway::start(&config(&format!("ws://127.0.0.1:{port}/"), ""));
+    let mut gw = Gateway::start(&config(&format!("ws://127.0.0.1:{port}/"), |s| s).render());
     let count = 60_000u64;
     Client::produce(gw.target(), &["--conn", "7", "--count", &count.to_string()]).finish();
     wait_until(Duration::from_secs(60), "every event at the peer", || {
@@ -355,13 +354,12 @@ fn client_certificate_for_a_server_that_asks_for_one() {
         ],
     );
     let url = format!("wss://localhost:{port}/");
-    let with_cert = format!(
-        "tls = {{ cafile = \"{}\", cert = \"{}\", key = \"{}\" }}",
-        pki.path("ca.pem"),
-        pki.path("client.pem"),
-        pki.path("client.key")
-    );
-    let mut gw = Gateway::start(&config(&url, &with_cert));
+    let with_cert = tls(&[
+        ("cafile", pki.path("ca.pem")),
+        ("cert", pki.path("client.pem")),
+        ("key", pki.path("client.key")),
+    ]);
+    let mut gw = Gateway::start(&config(&url, |s| s.set("tls", with_cert)).render());
     Client::produce(gw.target(), &["--conn", "9", "--count", "100"]).finish();
     wait_until(PATIENCE, "100 events at the peer", || {
         count_lines(&got) == 100
@@ -369,8 +367,10 @@ fn client_certificate_for_a_server_that_asks_for_one() {
     gw.stop();
     check_lines(&read_lines(&got), 9, 100);
 
-    let without = format!("tls = {{ cafile = \"{}\" }}", pki.path("ca.pem"));
-    let cfg = config(&url, &without).replace("\"10s\"", "\"1s\"");
+    let without = tls(&[("cafile", pki.path("ca.pem"))]);
+    let cfg = config(&url, |s| s.set("tls", without))
+        .shutdown_timeout("1s")
+        .render();
     let mut gw = Gateway::start(&cfg);
     Client::produce(gw.target(), &["--conn", "9", "--count", "5"]).finish();
     wait_until(PATIENCE, "two refused attempts", || {

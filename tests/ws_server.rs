@@ -409,6 +409,7 @@ when_full = "block"
             last.1.elapsed() < Duration::from_secs(60),
             "the client never started"
         );
+        // Time is what is measured here: "stalled" is 2 s without progress.
         std::thread::sleep(Duration::from_millis(100));
     };
     let allowance = tcp_mem_max("tcp_rmem") + tcp_mem_max("tcp_wmem") + (16 << 20);
@@ -523,6 +524,7 @@ fn pause_and_resume_a_ws_source() {
             "10",
         ],
     );
+    // Time passing is the test: 1.5 s in which a paused source reads nothing.
     std::thread::sleep(Duration::from_millis(1500));
     let (_, stats, _) = ctl(&["--json", "stats"]);
     let v: Value = serde_json::from_str(&stats).unwrap();
@@ -556,7 +558,8 @@ fn a_client_that_takes_no_replies_hurts_nobody_else() {
             "send", "--conn", "1", "--count", "200000", "--pad", "900:1100",
         ],
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // The greedy client is well under way (its events coming in) before the polite one starts.
+    gw.wait_events_in(1000);
     let began = Instant::now();
     let polite = ws(&url, &["echo", "--conn", "2", "--count", "2000"]).finish();
     assert_eq!(polite["replies"], 2000, "{polite}");

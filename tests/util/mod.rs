@@ -10,6 +10,8 @@
 //!   `tests/clients/produce.py`, and [`SeqChecker`] checks delivered lines against it:
 //!   byte-exact, per-connection order, no gaps, no duplicates.
 //! - [`Pki`] (pki.rs) makes a CA and certificates for the TLS tests.
+//! - [`Config`] (config.rs) builds a config from typed [`Source`]s and [`Sink`]s and renders
+//!   it as TOML; [`standard`] is the one most tests start from.
 #![allow(dead_code)]
 
 /// The io-mode test matrix: `io_modes!(name => body(args));` makes a module `name` with two
@@ -34,11 +36,14 @@ macro_rules! io_modes {
     };
 }
 
+mod config;
 mod events;
 mod peer;
 mod pki;
 
 // Not every test binary uses every helper.
+#[allow(unused_imports)]
+pub use config::*;
 #[allow(unused_imports)]
 pub use events::*;
 #[allow(unused_imports)]
@@ -102,45 +107,42 @@ pub enum Transport {
 }
 
 impl Transport {
-    /// The `[[sources]]` table of the source `in`: a UNIX socket at `{dir}/in.sock`, or TCP on
-    /// `127.0.0.1` with a port the gateway picks (see [`Gateway::target`]).
-    pub fn source(self) -> &'static str {
+    /// The source `in`: a UNIX socket at `{dir}/in.sock`, or TCP on `127.0.0.1` with a port
+    /// the gateway picks (see [`Gateway::target`]).
+    pub fn source(self) -> Source {
         match self {
-            Transport::Unix => {
-                "[[sources]]\ntype = \"unix_socket_server\"\nname = \"in\"\npath = \"{dir}/in.sock\"\n"
-            }
-            Transport::Tcp => {
-                "[[sources]]\ntype = \"tcp_server\"\nname = \"in\"\nurl = \"127.0.0.1:0\"\n"
-            }
+            Transport::Unix => Source::unix("in"),
+            Transport::Tcp => Source::tcp("in"),
         }
     }
 }
 
-/// The config most tests use: one UNIX socket source `in` at `{dir}/in.sock`, a file
-/// sink at `{dir}/out.ndjson`, dead letters in `{dir}/dead.ndjson`.
-pub fn standard_config(mode: &str) -> String {
-    standard_config_on(mode, Transport::Unix)
+/// The config most tests start from: `io_mode = mode`, two workers, a 10 s shutdown timeout,
+/// one UNIX socket source `in` at `{dir}/in.sock`, a file sink at `{dir}/out.ndjson`, dead
+/// letters in `{dir}/dead.ndjson`. Its default control socket is `{dir}/in.ctl`.
+pub fn standard(mode: &str) -> Config {
+    standard_on(mode, Transport::Unix)
 }
 
-/// [`standard_config`] with the source `in` on `transport` (TCP: `url = "127.0.0.1:0"`).
+/// [`standard`] with the source `in` on `transport` (TCP: `url = "127.0.0.1:0"`).
+pub fn standard_on(mode: &str, transport: Transport) -> Config {
+    Config::new()
+        .io_mode(mode)
+        .workers(2)
+        .shutdown_timeout("10s")
+        .source(transport.source())
+        .sink(Sink::file("out.ndjson"))
+        .dead_letter(Sink::file("dead.ndjson"))
+}
+
+/// [`standard`], rendered.
+pub fn standard_config(mode: &str) -> String {
+    standard(mode).render()
+}
+
+/// [`standard_on`], rendered.
 pub fn standard_config_on(mode: &str, transport: Transport) -> String {
-    format!(
-        r#"
-io_mode = "{mode}"
-workers = 2
-shutdown_timeout = "10s"
-
-{source}
-[[sinks]]
-type = "file"
-path = "{{dir}}/out.ndjson"
-
-[dead_letter]
-type = "file"
-path = "{{dir}}/dead.ndjson"
-"#,
-        source = transport.source()
-    )
+    standard_on(mode, transport).render()
 }
 
 /// The final stderr line: `summary events_in=<n> events_out=<n> dead_lettered=<n> dropped=<n>`.
@@ -517,6 +519,95 @@ impl Gateway {
         self.target = Some(target);
     }
 
+    /// The control socket the gateway serves, as ringway picks it from its config: `[control]
+    /// path`, else beside the first UNIX source's socket (`in.sock` → `in.ctl`), else
+    /// `ringway.ctl` in the temp dir (the gateway's `XDG_RUNTIME_DIR`).
+    pub fn control_socket(&self) -> PathBuf {
+        let text = fs::read_to_string(self.path("ringway.toml"))
+            .expect("a gateway started from a config (Gateway::configure)");
+        let config: toml::Table = toml::from_str(&text).expect("the config is TOML");
+        if let Some(path) = config
+            .get("control")
+            .and_then(|c| c.get("path"))
+            .and_then(|p| p.as_str())
+        {
+            return PathBuf::from(path);
+        }
+        let first_unix = config
+            .get("sources")
+            .and_then(|s| s.as_array())
+            .into_iter()
+            .flatten()
+            .find(|s| s.get("type").and_then(|t| t.as_str()) == Some("unix_socket_server"))
+            .and_then(|s| s.get("path").and_then(|p| p.as_str()));
+        match first_unix {
+            Some(socket) => Path::new(socket).with_extension("ctl"),
+            None => self.path("ringway.ctl"),
+        }
+    }
+
+    /// `ringway ctl --json stats` on [`Gateway::control_socket`]: `totals`, `sources`, `sinks`,
+    /// `connections`, … (see `control::protocol::Stats`).
+    pub fn stats(&self) -> serde_json::Value {
+        let (code, out, err) = ctl_at(&self.control_socket(), &["--json", "stats"]);
+        assert_eq!(code, 0, "ringway ctl stats: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("stats is not JSON ({e}): {out}"))
+    }
+
+    /// `totals.<key>` of [`Gateway::stats`]: `events_in`, `events_out`, `dead_lettered`, …
+    pub fn total(&self, key: &str) -> u64 {
+        let stats = self.stats();
+        stats["totals"][key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no totals.{key} in stats: {stats}"))
+    }
+
+    /// Waits until the gateway has taken in at least `n` events (`totals.events_in`).
+    pub fn wait_events_in(&self, n: u64) {
+        self.wait_total("events_in", n);
+    }
+
+    /// Waits until the gateway's sinks have written at least `n` events (`totals.events_out`).
+    pub fn wait_events_out(&self, n: u64) {
+        self.wait_total("events_out", n);
+    }
+
+    /// Waits until the gateway has taken in events and stopped taking more: `totals.events_in`
+    /// is above 0 and the same at five polls in a row, 50 ms apart (every source is held back
+    /// by backpressure, or idle). The state a test wants before it looks at a stall.
+    pub fn wait_events_in_settle(&self) {
+        let (mut last, mut same) = (0, 0);
+        wait_until(PATIENCE, "events_in to stop growing", || {
+            let now = self.total("events_in");
+            same = if now > 0 && now == last { same + 1 } else { 0 };
+            last = now;
+            if same < 4 {
+                thread::sleep(Duration::from_millis(30));
+            }
+            same >= 4
+        });
+    }
+
+    /// Waits until `totals.<key>` of [`Gateway::stats`] is at least `n`.
+    pub fn wait_total(&self, key: &str, n: u64) {
+        wait_until(PATIENCE, &format!("totals.{key} >= {n}"), || {
+            self.total(key) >= n
+        });
+    }
+
+    /// Waits until `n` connections are open (`connections` of [`Gateway::stats`]).
+    pub fn wait_connections(&self, n: u64) {
+        wait_until(PATIENCE, &format!("{n} open connections"), || {
+            self.stats()["connections"] == n
+        });
+    }
+
+    /// Replaces the config file with `config` (`{dir}` replaced), for a `reload`.
+    pub fn rewrite_config(&self, config: &str) {
+        let config = config.replace("{dir}", self.dir().to_str().unwrap());
+        fs::write(self.path("ringway.toml"), config).unwrap();
+    }
+
     pub fn signal(&self, sig: libc::c_int) {
         // SAFETY: plain kill(2) on our own child's pid.
         let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
@@ -749,15 +840,15 @@ pub fn finish_and_check_exact(
     );
 }
 
-/// [`standard_config`] with the source's `separate` preprocessor configured, e.g.
-/// `framing_config("uring", "separator = \";\"")`.
-pub fn framing_config(mode: &str, separate: &str) -> String {
-    standard_config(mode).replace(
-        r#"path = "{dir}/in.sock""#,
-        &format!(
-            "path = \"{{dir}}/in.sock\"\npreprocessors = [{{ name = \"separate\", config = {{ {separate} }} }}]"
-        ),
-    )
+/// [`standard`] with the source's `separate` preprocessor configured, rendered, e.g.
+/// `framing_config("uring", [("separator", ";")])`.
+pub fn framing_config<V: Into<toml::Value>>(
+    mode: &str,
+    separate: impl IntoIterator<Item = (&'static str, V)>,
+) -> String {
+    standard(mode)
+        .with_source("in", |s| s.separate(separate))
+        .render()
 }
 
 /// Sends `payload` over one connection (UNIX or TCP) in tiny writes (produce.py --file) and
