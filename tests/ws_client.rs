@@ -2,8 +2,9 @@
 //! one message each, in order, and what the server sends back is an event stream; the server
 //! killed and restarted loses nothing (spool and resend, retries on the configured schedule);
 //! wss with a CA made by the test, and a wrong CA or domain refused with a clear error and
-//! retried; the example echo service (`examples/ws-echo.toml`: ws_client → ws_server over wss,
-//! echoed back by the reply sink) in one gateway.
+//! retried; without a CA file, the system's roots (the test's CA there: let in; else refused,
+//! saying why); the example echo service (`examples/ws-echo.toml`: ws_client → ws_server over
+//! wss, echoed back by the reply sink) in one gateway.
 
 mod util;
 
@@ -380,6 +381,71 @@ fn client_certificate_for_a_server_that_asks_for_one() {
     gw.wait_exit(Duration::from_secs(60));
     assert_eq!(count_lines(&got), 100, "nothing more got through");
     assert!(exit_detail(&gw.stderr(), "connect_failures") >= 2);
+}
+
+/// Without `tls.cafile` the system's roots are trusted (`rustls-native-certs`; here through
+/// `SSL_CERT_FILE`): the test's CA there lets it in; another CA, or no root that can be loaded,
+/// is a failed attempt that says why, retried, never a hang. (The machine's own store, as the
+/// environment names it or not, does not know the test's CA: refused too, whether it has roots
+/// or none.)
+#[test]
+fn wss_without_cafile_trusts_the_system_roots() {
+    let pki = Pki::new();
+    let port = free_port();
+    let got = pki.root().join("peer.ndjson");
+    let _peer = peer(
+        port,
+        &got,
+        &[
+            "--echo",
+            "--cert",
+            &pki.path("server.pem"),
+            "--key",
+            &pki.path("server.key"),
+        ],
+    );
+    let cfg = config(&format!("wss://localhost:{port}/"), "");
+    // (SSL_CERT_DIR empty: only SSL_CERT_FILE's roots, whatever the test's environment says.)
+    let mut gw = Gateway::configure(&cfg)
+        .env("SSL_CERT_FILE", pki.path("ca.pem"))
+        .env("SSL_CERT_DIR", "")
+        .start();
+    Client::produce(gw.target(), &["--conn", "5", "--count", "200"]).finish();
+    wait_until(PATIENCE, "the echoes over wss", || {
+        count_lines(&gw.path("echoes.ndjson")) == 200
+    });
+    gw.stop();
+    check_lines(&read_lines(&got), 5, 200);
+
+    let no_file = pki
+        .root()
+        .join("no-such.pem")
+        .to_string_lossy()
+        .into_owned();
+    let refused = [
+        (Some(pki.path("other.pem")), &["UnknownIssuer"][..]),
+        (Some(no_file), &["no trusted roots"][..]),
+        (None, &["UnknownIssuer", "no trusted roots"][..]),
+    ];
+    for (file, reasons) in refused {
+        // (It cannot deliver: a short grace, so that it gives up soon at the end.)
+        let mut launch = Gateway::configure(&cfg.replace("\"10s\"", "\"1s\""));
+        if let Some(f) = &file {
+            launch = launch.env("SSL_CERT_FILE", f).env("SSL_CERT_DIR", "");
+        }
+        let mut gw = launch.start();
+        Client::produce(gw.target(), &["--conn", "6", "--count", "10"]).finish();
+        wait_until(PATIENCE, "two failed attempts", || {
+            gw.stderr().matches("connect failed").count() >= 2
+        });
+        let err = gw.stderr();
+        assert!(reasons.iter().any(|r| err.contains(r)), "{file:?}: {err}");
+        gw.signal(libc::SIGTERM);
+        gw.wait_exit(Duration::from_secs(60));
+        let err = gw.stderr();
+        assert_eq!(exit_detail(&err, "lost_at_shutdown"), 10, "{err}");
+    }
+    check_lines(&read_lines(&got), 5, 200);
 }
 
 /// A ws_client config with a mistake is refused at `check`, naming the field.

@@ -8,9 +8,10 @@
 //! decoded like any source's, on the channel lane of this sink's name.
 //!
 //! One thread per sink writes and (re)connects, the same for every target; what differs is a
-//! `link::Link` (UNIX socket: `unix_link`, where one thread per connection reads the replies;
-//! WebSocket: `ws_link`). When the peer goes away (a write fails, or reading its replies fails) the events of the batch being
-//! written when it went are written again on the next connection, from its first event, and
+//! `link::Link` (UNIX socket: `unix_link`; WebSocket: `ws_link`, async on the gateway's runtime,
+//! driven from this thread; each with a thread per connection that reads the replies). When
+//! the peer goes away (a write fails, or reading its replies fails) the events of the batch
+//! being written when it went are written again on the next connection, from its first event, and
 //! counted in `resent` (the peer may have read some of them: they are the possible duplicates).
 //! The peer's EOF alone is not a broken connection: a peer may shut down its writing side and
 //! read on (if it closed outright, the next write fails). A batch the kernel took whole counts
@@ -23,8 +24,9 @@
 //! the grace has run out twice over counts as `lost_at_shutdown`.
 //!
 //! Shutdown: when every stream this sink takes has ended, the spool is sealed; the thread writes
-//! what is left, shuts down its writing side (the peer reads EOF), and waits for the peer to
-//! close, reading its last replies. What it does not do: acknowledge at the application level.
+//! what is left, tells the peer it is done (UNIX: shuts down its writing side, the peer reads
+//! EOF; WebSocket: a close frame, 1000), and waits for the peer to close, reading its last
+//! replies. What it does not do: acknowledge at the application level.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -62,6 +64,8 @@ pub struct Args {
     pub channel: ChannelConfig,
     /// Dropped when the client's thread ends (shutdown waits for it).
     pub done: crate::event::Guard,
+    /// The gateway's runtime, for links that are async (`ws_link`).
+    pub runtime: tokio::runtime::Handle,
 }
 
 /// The spool of sink `c` (a `unix_socket_client`), or None for other sinks.
@@ -280,7 +284,13 @@ impl Client {
                 self.a.cfg.buf_size.get(),
                 &self.a.name,
             )?),
-            ClientTarget::Ws(t) => Box::new(WsLink::connect(t, WRITE_SLICE, replies)?),
+            ClientTarget::Ws(t) => Box::new(WsLink::connect(
+                t,
+                self.a.runtime.clone(),
+                WRITE_SLICE,
+                replies,
+                &self.a.name,
+            )?),
         })
     }
 

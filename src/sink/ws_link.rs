@@ -1,76 +1,83 @@
 //! The WebSocket connection of a `ws_client` sink (a [`Link`] of `sink::client`): connect (TCP,
 //! TLS with rustls, upgrade), send events as messages, and read what the peer sends back.
 //!
-//! Blocking, on the client sink's own thread, like the UNIX connection: writes wait at most a
-//! slice (the socket's write timeout) before the shutdown clock is looked at again; replies are
-//! read between writes with a short read timeout, so one thread serves both ways (a WebSocket
-//! cannot be split between threads). What it does not do: retry (see `client`).
+//! Async (tokio-tungstenite, as the `ws_server` source), driven from two plain threads through
+//! the gateway's runtime [`Handle`] (`Handle::block_on`): the socket is registered with the
+//! runtime's reactor, and no runtime or thread of its own is made per connection. The stream is
+//! split in two. The writer half stays on the client sink's thread, which connects, and sends
+//! under a timeout of one slice at a time, so that the shutdown clock is looked at while the
+//! peer is not taking them. The read half goes to a reply reader thread of the connection's
+//! own (as the UNIX link's), which waits on the socket and feeds each message to the replies'
+//! [`Feeder`] *outside* `block_on` (its sends block on the channel: not on a runtime thread,
+//! and not inside the runtime's context). The reader stops at the peer's close or an error (the
+//! writer sees it in [`Link::read_failed`]), or when the link tells it to (a oneshot, selected
+//! against the read): closing never waits on a socket timeout.
+//!
+//! Trusted roots: `tls.cafile`, else the system's (`rustls-native-certs`: the OS store, or
+//! `SSL_CERT_FILE` / `SSL_CERT_DIR`). What it does not do: retry or count (see `client`).
 
-use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::future::Future;
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 use tokio_rustls::rustls;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::WebSocketStream;
 
-use super::link::{is_timeout, Item, Link, Outbox};
+use super::link::{Item, Link, Outbox};
 use crate::config::{ClientTls, WsClientTarget};
 use crate::ingest::Feeder;
 
-/// How long a connect and the TLS and WebSocket handshakes may take.
+/// How long each step of a connect (TCP, TLS, upgrade) may take.
 const HANDSHAKE: Duration = Duration::from_secs(10);
-/// How long a look for replies waits when there are none.
-const READ_SLICE: Duration = Duration::from_millis(1);
 
-/// TCP, or TLS over TCP.
-pub enum Transport {
-    Plain(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
-}
+/// TCP, or TLS over TCP: one type for both, so that the link is not generic.
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
 
-impl Transport {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Transport::Plain(s) => s,
-            Transport::Tls(t) => &t.sock,
-        }
-    }
-}
-
-impl Read for Transport {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Transport::Plain(s) => s.read(buf),
-            Transport::Tls(t) => t.read(buf),
-        }
-    }
-}
-
-impl Write for Transport {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Transport::Plain(s) => s.write(buf),
-            Transport::Tls(t) => t.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Transport::Plain(s) => s.flush(),
-            Transport::Tls(t) => t.flush(),
-        }
-    }
-}
+type Ws = WebSocketStream<Box<dyn Transport>>;
 
 pub struct WsLink {
-    ws: WebSocket<Transport>,
+    rt: Handle,
+    tx: SplitSink<Ws, Message>,
+    /// None once it has been joined.
+    reader: Option<JoinHandle<ReadEnd>>,
+    /// Sent (or dropped): the reader stops.
+    stop: Option<oneshot::Sender<()>>,
+    /// Resolves when the reader has ended (the reader drops its sender).
+    ended: Option<oneshot::Receiver<()>>,
+    write_slice: Duration,
     binary: bool,
-    split: bool,
-    replies: Option<Feeder>,
-    /// Our close frame is sent.
-    closing: bool,
+}
+
+/// How a reply reader ended.
+enum ReadEnd {
+    /// The link told it to.
+    Stopped,
+    /// The peer closed the WebSocket (or the connection, after the closing handshake).
+    Closed,
+    /// Reading failed: the connection is broken.
+    Failed(io::Error),
+}
+
+/// What one wait of the reader found.
+enum Next {
+    Stop,
+    /// Nothing more has come for now.
+    Idle,
+    Got(Option<Result<Message, tungstenite::Error>>),
 }
 
 fn io_err(e: tungstenite::Error) -> io::Error {
@@ -80,27 +87,49 @@ fn io_err(e: tungstenite::Error) -> io::Error {
     }
 }
 
-/// The TLS settings: trusted roots from `cafile` (else the system's bundle), the name to check.
+/// The trusted roots: `cafile`'s, else the system's.
+fn roots(tls: &ClientTls) -> io::Result<rustls::RootCertStore> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(ca) = &tls.cafile {
+        let bad = |e: &dyn std::fmt::Display| {
+            io::Error::other(format!("tls.cafile {}: {e}", ca.display()))
+        };
+        for c in CertificateDer::pem_file_iter(ca).map_err(|e| bad(&e))? {
+            roots.add(c.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+        }
+        return Ok(roots);
+    }
+    let found = rustls_native_certs::load_native_certs();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let why: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
+        return Err(io::Error::other(format!(
+            "no trusted roots: tls.cafile is not set and no system root certificate could be \
+             loaded ({}); set tls.cafile to a PEM bundle, or SSL_CERT_FILE",
+            if why.is_empty() {
+                "none found".into()
+            } else {
+                why.join("; ")
+            }
+        )));
+    }
+    Ok(roots)
+}
+
+/// The TLS settings: the trusted roots, and the client certificate if any.
 fn tls_config(tls: &ClientTls) -> io::Result<Arc<rustls::ClientConfig>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let bad = |what: &str, path: &Path, e: &dyn std::fmt::Display| {
         io::Error::other(format!("tls.{what} {}: {e}", path.display()))
     };
-    let ca = tls
-        .cafile
-        .clone()
-        .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(&ca).map_err(|e| bad("cafile", &ca, &e))? {
-        let c = c.map_err(|e| bad("cafile", &ca, &e))?;
-        roots.add(c).map_err(|e| bad("cafile", &ca, &e))?;
-    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(io::Error::other)?
-        .with_root_certificates(roots);
+        .with_root_certificates(roots(tls)?);
     let config = match (&tls.cert, &tls.key) {
         (Some(cert), Some(key)) => {
             let chain = CertificateDer::pem_file_iter(cert)
@@ -117,203 +146,243 @@ fn tls_config(tls: &ClientTls) -> io::Result<Arc<rustls::ClientConfig>> {
     Ok(Arc::new(config))
 }
 
+/// One step of a connect, under [`HANDSHAKE`]; its error names the step.
+async fn step<T, E: std::fmt::Display>(
+    what: &str,
+    work: impl Future<Output = Result<T, E>>,
+) -> io::Result<T> {
+    match tokio::time::timeout(HANDSHAKE, work).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(io::Error::other(format!("{what} failed: {e}"))),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("{what} timed out after {HANDSHAKE:?}"),
+        )),
+    }
+}
+
+/// TCP, TLS (with `tls`'s config), then the upgrade.
+async fn handshake(t: &WsClientTarget, tls: Option<Arc<rustls::ClientConfig>>) -> io::Result<Ws> {
+    let what = format!("TCP connect to {}:{}", t.host, t.port);
+    let tcp = step(&what, TcpStream::connect((t.host.as_str(), t.port))).await?;
+    let _ = tcp.set_nodelay(t.no_delay);
+    let stream: Box<dyn Transport> = match (tls, &t.tls) {
+        (Some(config), Some(settings)) => {
+            let name = settings.domain.clone().unwrap_or_else(|| t.host.clone());
+            let server_name = rustls::pki_types::ServerName::try_from(name.clone())
+                .map_err(|e| io::Error::other(format!("tls.domain {name:?}: {e}")))?;
+            let connector = tokio_rustls::TlsConnector::from(config);
+            let what = format!("TLS handshake with {name}");
+            Box::new(step(&what, connector.connect(server_name, tcp)).await?)
+        }
+        _ => Box::new(tcp),
+    };
+    let request = t
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| io::Error::other(format!("{}: {e}", t.url)))?;
+    let upgrade = tokio_tungstenite::client_async_with_config(request, stream, None);
+    let (ws, _) = step("WebSocket upgrade", upgrade).await?;
+    Ok(ws)
+}
+
+/// Run `work` on the runtime, looking at the give-up clock every `slice`. None: gave up.
+fn drive<T>(
+    rt: &Handle,
+    slice: Duration,
+    work: impl Future<Output = T>,
+    give_up: &dyn Fn() -> bool,
+) -> Option<T> {
+    rt.block_on(async {
+        tokio::pin!(work);
+        loop {
+            match tokio::time::timeout(slice, &mut work).await {
+                Ok(v) => return Some(v),
+                Err(_) if give_up() => return None,
+                Err(_) => {}
+            }
+        }
+    })
+}
+
+/// One event as a message: binary when `binary`, or when it is not UTF-8; else text.
+fn message(event: &[u8], binary: bool) -> Message {
+    if !binary {
+        if let Ok(t) = std::str::from_utf8(event) {
+            return Message::text(t);
+        }
+    }
+    Message::binary(event.to_vec())
+}
+
+/// Send every item, one message per event (events end at newlines), and flush.
+async fn send_items<'a>(
+    tx: &mut SplitSink<Ws, Message>,
+    items: impl Iterator<Item = &'a Item>,
+    binary: bool,
+) -> Result<(), tungstenite::Error> {
+    for item in items {
+        let flags = item.binary_flags();
+        let events = item
+            .bytes()
+            .split(|&b| b == b'\n')
+            .filter(|e| !e.is_empty());
+        for (i, e) in events.enumerate() {
+            // Binary when configured, or when the event came in a binary message (a ws_server
+            // source's).
+            tx.feed(message(e, binary || flags.get(i) == Some(&true)))
+                .await?;
+        }
+    }
+    tx.flush().await
+}
+
 impl WsLink {
-    /// Connect, handshake (TLS, then the upgrade), and be ready to send. `replies` takes what
-    /// the peer sends back. The error says which step failed.
+    /// Connect, handshake (TLS, then the upgrade), and start the reply reader (`name` names
+    /// its thread); `replies` takes what the peer sends back. The error says which step
+    /// failed. A reader that cannot be spawned is a failed connect, not a panic.
     pub fn connect(
         t: &WsClientTarget,
+        rt: Handle,
         write_slice: Duration,
         replies: Feeder,
+        name: &str,
     ) -> io::Result<WsLink> {
-        let addr = (t.host.as_str(), t.port)
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| io::Error::other(format!("{} resolves to no address", t.host)))?;
-        let tcp = TcpStream::connect_timeout(&addr, HANDSHAKE)?;
-        let _ = tcp.set_nodelay(t.no_delay);
-        tcp.set_read_timeout(Some(HANDSHAKE))?;
-        tcp.set_write_timeout(Some(HANDSHAKE))?;
-        let transport = match &t.tls {
-            None => Transport::Plain(tcp),
-            Some(tls) => {
-                let config = tls_config(tls)?;
-                let name = tls.domain.clone().unwrap_or_else(|| t.host.clone());
-                let server_name = rustls::pki_types::ServerName::try_from(name.clone())
-                    .map_err(|e| io::Error::other(format!("tls.domain {name:?}: {e}")))?;
-                let mut conn =
-                    rustls::ClientConnection::new(config, server_name).map_err(io::Error::other)?;
-                let mut tcp = tcp;
-                while conn.is_handshaking() {
-                    conn.complete_io(&mut tcp).map_err(|e| {
-                        io::Error::other(format!("TLS handshake with {name} failed: {e}"))
-                    })?;
-                }
-                Transport::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
-            }
-        };
-        let request = t
-            .url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| io::Error::other(format!("{}: {e}", t.url)))?;
-        let (ws, _) = tungstenite::client::client_with_config(request, transport, None)
-            .map_err(|e| io::Error::other(format!("WebSocket upgrade failed: {e}")))?;
-        ws.get_ref().tcp().set_write_timeout(Some(write_slice))?;
-        ws.get_ref().tcp().set_read_timeout(Some(READ_SLICE))?;
+        let tls = t.tls.as_ref().map(tls_config).transpose()?;
+        let ws = rt.block_on(handshake(t, tls))?;
+        let (tx, rx) = ws.split();
+        let (stop, stop_rx) = oneshot::channel();
+        let (ended_tx, ended) = oneshot::channel::<()>();
+        let reader_rt = rt.clone();
+        let split = t.split;
+        let reader = std::thread::Builder::new()
+            .name(format!("ringway-replies-{name}"))
+            .spawn(move || {
+                let _ended = ended_tx; // dropped when the reader returns
+                read_replies(&reader_rt, rx, stop_rx, replies, split)
+            })?;
         Ok(WsLink {
-            ws,
+            rt,
+            tx,
+            reader: Some(reader),
+            stop: Some(stop),
+            ended: Some(ended),
+            write_slice,
             binary: t.binary,
-            split: t.split,
-            replies: Some(replies),
-            closing: false,
         })
-    }
-
-    /// Send every item, one message per event (events end at newlines), and flush. Ok(false):
-    /// the shutdown give-up point passed while the peer was not taking them.
-    fn send<'a>(
-        &mut self,
-        items: impl Iterator<Item = &'a Item>,
-        give_up: &dyn Fn() -> bool,
-    ) -> io::Result<bool> {
-        for item in items {
-            let flags = item.binary_flags();
-            let events = item
-                .bytes()
-                .split(|&b| b == b'\n')
-                .filter(|e| !e.is_empty());
-            for (i, e) in events.enumerate() {
-                // Binary when configured, when the event came in a binary message (a ws_server
-                // source's), or when it is not UTF-8.
-                let m = if self.binary || flags.get(i) == Some(&true) {
-                    Message::binary(e.to_vec())
-                } else {
-                    match std::str::from_utf8(e) {
-                        Ok(t) => Message::text(t),
-                        Err(_) => Message::binary(e.to_vec()),
-                    }
-                };
-                match self.ws.write(m) {
-                    Ok(()) => {}
-                    // Past its write buffer's size tungstenite writes to the socket; a timeout
-                    // there leaves the frame in its buffer, sent by the flush below.
-                    Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
-                    Err(e) => return Err(io_err(e)),
-                }
-            }
-        }
-        loop {
-            match self.ws.flush() {
-                Ok(()) => return Ok(true),
-                Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
-                    if give_up() {
-                        return Ok(false);
-                    }
-                    // Replies may be what the peer waits to send: take them meanwhile.
-                    self.poll_replies()?;
-                }
-                Err(e) => return Err(io_err(e)),
-            }
-        }
-    }
-
-    /// Read what the peer has sent (without waiting more than a moment). Err: the connection
-    /// is broken. Ok(false): the peer closed it.
-    fn poll_replies(&mut self) -> io::Result<bool> {
-        loop {
-            match self.ws.read() {
-                Ok(Message::Text(t)) => self.reply(t.as_bytes()),
-                Ok(Message::Binary(b)) => self.reply(&b),
-                Ok(Message::Close(_)) => {
-                    let _ = self.ws.flush();
-                    return Ok(false);
-                }
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
-                    if let Some(f) = &mut self.replies {
-                        f.flush();
-                    }
-                    return Ok(true);
-                }
-                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
-                    return Ok(false)
-                }
-                Err(e) => return Err(io_err(e)),
-            }
-        }
-    }
-
-    fn reply(&mut self, data: &[u8]) {
-        let split = self.split;
-        if let Some(f) = &mut self.replies {
-            if !f.feed_message(data, split) {
-                self.replies = None; // the lane is gone: shutdown
-            }
-        }
-    }
-
-    /// Everything is sent: close (1000) and read the peer's last replies until it answers,
-    /// or `give_up`.
-    fn close_and_drain(&mut self, give_up: &dyn Fn() -> bool) {
-        if !self.closing {
-            self.closing = true;
-            let _ = self.ws.close(None);
-        }
-        while !give_up() {
-            match self.poll_replies() {
-                Ok(true) => {
-                    let _ = self.ws.flush();
-                }
-                _ => break,
-            }
-        }
-        self.end();
-    }
-
-    /// Drop the connection now (its last replies' batch is sent first).
-    fn end(&mut self) {
-        let _ = self.ws.get_ref().tcp().shutdown(std::net::Shutdown::Both);
-        if let Some(f) = self.replies.take() {
-            f.finish();
-        }
     }
 }
 
 impl Link for WsLink {
-    /// Replies are read on the writing thread, between these waits: keep them short.
+    /// Replies are read by a thread of their own: the core may wait as long as it likes.
     fn idle_wait(&self) -> Duration {
-        Duration::from_millis(10)
+        self.write_slice
     }
 
     fn read_failed(&mut self) -> Option<io::Error> {
-        match self.poll_replies() {
-            Ok(true) => None,
-            Ok(false) => Some(io::Error::other("the peer closed the WebSocket")),
-            Err(e) => Some(e),
+        if !self.reader.as_ref()?.is_finished() {
+            return None;
+        }
+        match self.reader.take()?.join() {
+            Ok(ReadEnd::Stopped) => None,
+            Ok(ReadEnd::Closed) => Some(io::Error::other("the peer closed the WebSocket")),
+            Ok(ReadEnd::Failed(e)) => Some(e),
+            Err(_) => Some(io::Error::other("the reply reader panicked")),
         }
     }
 
     /// On failure every batch of the outbox goes again on the next connection (the peer may
     /// have read some of them).
     fn write(&mut self, out: &mut Outbox, give_up: &dyn Fn() -> bool) -> io::Result<()> {
-        match self.send(out.items.iter(), give_up) {
-            Ok(true) => {
+        let work = send_items(&mut self.tx, out.items.iter(), self.binary);
+        match drive(&self.rt, self.write_slice, work, give_up) {
+            Some(Ok(())) => {
                 out.all_sent();
                 Ok(())
             }
-            Ok(false) => Ok(()), // the core sees the give-up point
-            Err(e) => {
+            None => Ok(()), // the core sees the give-up point
+            Some(Err(e)) => {
                 out.all_exposed();
-                Err(e)
+                Err(io_err(e))
             }
         }
     }
 
+    /// Close (1000), and let the reader take the peer's last replies until the peer answers
+    /// (and closes), or `give_up`.
     fn finish(mut self: Box<Self>, give_up: &dyn Fn() -> bool) {
-        self.close_and_drain(give_up);
+        let close = Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        }));
+        let sent = drive(&self.rt, self.write_slice, self.tx.send(close), give_up);
+        if let (Some(Ok(())), Some(ended)) = (sent, self.ended.take()) {
+            let _ = drive(&self.rt, self.write_slice, ended, give_up);
+        }
+        self.close();
     }
 
+    /// Stop the reader (it sends its last replies' batch) and drop the connection.
     fn close(mut self: Box<Self>) {
-        self.end();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
     }
+}
+
+/// Read the peer's replies until it closes, reading fails, or `stop`; the writer looks at how
+/// it ended. The open batch is sent once no more replies are waiting.
+fn read_replies(
+    rt: &Handle,
+    mut rx: SplitStream<Ws>,
+    mut stop: oneshot::Receiver<()>,
+    replies: Feeder,
+    split: bool,
+) -> ReadEnd {
+    let mut feeder = Some(replies);
+    // The open batch may hold replies not yet sent.
+    let mut held = false;
+    let end = loop {
+        // (Waits inside `block_on`; feeds outside it: a full lane blocks this thread only.)
+        let next = rt.block_on(async {
+            tokio::select! {
+                biased;
+                _ = &mut stop => Next::Stop,
+                m = rx.next() => Next::Got(m),
+                () = std::future::ready(()), if held => Next::Idle,
+            }
+        });
+        let m = match next {
+            Next::Stop => break ReadEnd::Stopped,
+            Next::Idle => {
+                held = false;
+                if feeder.as_mut().is_some_and(|f| !f.flush()) {
+                    feeder = None; // the lane is gone: shutdown (read on, and drop them)
+                }
+                continue;
+            }
+            Next::Got(None) => break ReadEnd::Closed,
+            Next::Got(Some(Err(e))) => break ReadEnd::Failed(io_err(e)),
+            Next::Got(Some(Ok(m))) => m,
+        };
+        let data: &[u8] = match &m {
+            Message::Text(t) => t.as_bytes(),
+            Message::Binary(b) => b,
+            _ => continue, // (pings are answered by tungstenite; a Close is followed by None)
+        };
+        if let Some(f) = &mut feeder {
+            held = true;
+            if !f.feed_message(data, split) {
+                feeder = None;
+            }
+        }
+    };
+    if let Some(f) = feeder {
+        f.finish();
+    }
+    end
 }

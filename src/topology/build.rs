@@ -275,6 +275,7 @@ fn start_sinks(
             ids: Arc::clone(ids),
             channel: cfg.channel.clone(),
             done: writers.guard(),
+            runtime: env.runtime.clone(),
         }));
     }
     let views = cfg
