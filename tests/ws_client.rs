@@ -404,9 +404,9 @@ fn wss_without_cafile_trusts_the_system_roots() {
             &pki.path("server.key"),
         ],
     );
-    let cfg = config(&format!("wss://localhost:{port}/"), "");
+    let cfg = config(&format!("wss://localhost:{port}/"), |s| s);
     // (SSL_CERT_DIR empty: only SSL_CERT_FILE's roots, whatever the test's environment says.)
-    let mut gw = Gateway::configure(&cfg)
+    let mut gw = Gateway::configure(&cfg.render())
         .env("SSL_CERT_FILE", pki.path("ca.pem"))
         .env("SSL_CERT_DIR", "")
         .start();
@@ -429,7 +429,7 @@ fn wss_without_cafile_trusts_the_system_roots() {
     ];
     for (file, reasons) in refused {
         // (It cannot deliver: a short grace, so that it gives up soon at the end.)
-        let mut launch = Gateway::configure(&cfg.replace("\"10s\"", "\"1s\""));
+        let mut launch = Gateway::configure(&cfg.clone().shutdown_timeout("1s").render());
         if let Some(f) = &file {
             launch = launch.env("SSL_CERT_FILE", f).env("SSL_CERT_DIR", "");
         }
