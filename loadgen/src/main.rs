@@ -71,7 +71,7 @@ pub struct RunArgs {
     /// preprocessors = ["separate"]).
     #[arg(long, short)]
     target: Option<target::Target>,
-    /// wss://: the CA (PEM) to trust [default: the system's bundle].
+    /// wss://: the CA (PEM) to trust [default: the system's roots].
     #[arg(long)]
     cafile: Option<std::path::PathBuf>,
     /// Connections, spread evenly over the threads.

@@ -73,7 +73,7 @@ impl std::fmt::Display for Target {
 
 impl Target {
     /// A connected, non-blocking socket (`cafile`: the CA to trust for `wss://`, else the
-    /// system's bundle).
+    /// system's roots).
     pub fn connect(&self, cafile: Option<&std::path::Path>) -> anyhow::Result<Connected> {
         let mut tls = None;
         let fd: OwnedFd = match self {
@@ -117,19 +117,32 @@ impl Target {
     }
 }
 
-/// A TLS session for `host`, trusting `cafile` (else the system's bundle).
+/// A TLS session for `host`, trusting `cafile` (else the system's roots).
 fn tls_session(
     host: &str,
     cafile: Option<&std::path::Path>,
 ) -> anyhow::Result<rustls::ClientConnection> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, ServerName};
-    let ca = cafile.unwrap_or(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt"));
     let mut roots = rustls::RootCertStore::empty();
-    for c in
-        CertificateDer::pem_file_iter(ca).with_context(|| format!("--cafile {}", ca.display()))?
-    {
-        roots.add(c.with_context(|| format!("--cafile {}", ca.display()))?)?;
+    match cafile {
+        Some(ca) => {
+            let what = || format!("--cafile {}", ca.display());
+            for c in CertificateDer::pem_file_iter(ca).with_context(what)? {
+                roots.add(c.with_context(what)?)?;
+            }
+        }
+        None => {
+            // The system's roots, found as the gateway's ws_client finds them.
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                anyhow::bail!(
+                    "no system root certificate could be loaded ({:?}); give --cafile",
+                    found.errors
+                );
+            }
+        }
     }
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
