@@ -115,3 +115,35 @@ fn a_batch_the_channel_drops_is_reported_dropped() {
         "the first batch (events 0..2) sits in the lane: {got:?}"
     );
 }
+
+/// A batch that a bad line opened names its first event right, and a batch a sink gave up on
+/// is reported lost.
+#[test]
+fn a_batch_opened_by_a_bad_line_and_a_lost_batch_are_reported() {
+    let reports = Arc::new(Reports::default());
+    let cfg = channel_cfg(16, 2, WhenFull::Block);
+    let (mut f, mut rx) = feeder(&cfg, &reports);
+    // Events 0 and 1 fill the first batch; the bad line opens the second, then event 2.
+    for line in ["{\"a\":1}\n", "{\"a\":2}\n", "bad\n", "{\"a\":3}\n"] {
+        assert!(f.feed(line.as_bytes()));
+    }
+    f.finish();
+    let counters = Arc::new(Counters::default());
+    let first = Delivery::new(rx[0].try_recv().unwrap(), &counters);
+    let second = Delivery::new(rx[0].try_recv().unwrap(), &counters);
+    assert!(rx[0].try_recv().is_err(), "two batches");
+    assert_eq!(
+        second.batch.dead.len(),
+        1,
+        "the bad line is in the second batch"
+    );
+    second.fail(); // the sink that had it gave up
+    drop(second);
+    drop(first);
+    let got = reports.0.lock().unwrap().clone();
+    assert_eq!(
+        got,
+        [(2, 1, Delivered::Lost), (0, 2, Delivered::Written)],
+        "in the order they were let go"
+    );
+}

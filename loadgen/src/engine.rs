@@ -398,37 +398,53 @@ pub fn run_thread(ctx: &Ctx, socks: Vec<(u32, crate::target::Connected)>) -> Tal
 
 /// End every connection without costing the target what it has not read yet: shut down our
 /// writing side (the target reads on to EOF), then read and drop what it still sends until it
-/// closes, for up to `limit`. (Closing a socket whose receive queue holds unread bytes, a
-/// WebSocket ping say, sends a RST, and a RST makes the target's kernel discard what it had
+/// closes, all connections at once, for up to `limit`. (Closing a socket whose receive queue
+/// holds unread bytes sends a RST, and a RST makes the target's kernel discard what it had
 /// received for that connection and not yet read: events sent would be lost in flight.)
+/// (wss://: the TLS session ends without a close_notify, as a plain close always did.)
 fn close_gracefully(conns: &[Conn], limit: Duration) {
     use rustix::event::{poll, PollFd, PollFlags};
     let until = std::time::Instant::now() + limit;
     for c in conns {
         let _ = rustix::net::shutdown(&c.fd, rustix::net::Shutdown::Write);
     }
+    let mut open: Vec<&Conn> = conns.iter().collect();
     let mut buf = [0u8; 16384];
-    for c in conns {
-        loop {
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            let ts = rustix::time::Timespec {
-                tv_sec: left.as_secs() as _,
-                tv_nsec: left.subsec_nanos() as _,
-            };
-            let mut fds = [PollFd::new(&c.fd, PollFlags::IN)];
-            match poll(&mut fds, Some(&ts)) {
-                Ok(_) | Err(Errno::INTR) => {}
-                Err(_) => break,
-            }
-            match rustix::net::recv(&c.fd, &mut buf, RecvFlags::DONTWAIT) {
-                Ok((0, _)) => break, // the target closed: all it had is read
-                Ok(_) | Err(Errno::AGAIN) | Err(Errno::INTR) => {}
-                Err(_) => break,
-            }
+    while !open.is_empty() {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
         }
+        let ts = rustix::time::Timespec {
+            tv_sec: left.as_secs() as _,
+            tv_nsec: left.subsec_nanos() as _,
+        };
+        let mut fds: Vec<PollFd<'_>> = open
+            .iter()
+            .map(|c| PollFd::new(&c.fd, PollFlags::IN))
+            .collect();
+        match poll(&mut fds, Some(&ts)) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(_) => return,
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        drop(fds);
+        let mut k = 0;
+        open.retain(|c| {
+            let was_ready = ready[k];
+            k += 1;
+            if !was_ready {
+                return true;
+            }
+            loop {
+                match rustix::net::recv(&c.fd, &mut buf, RecvFlags::DONTWAIT) {
+                    Ok((0, _)) => return false, // the target closed: all it had is read
+                    Ok(_) | Err(Errno::INTR) => {}
+                    Err(Errno::AGAIN) => return true,
+                    Err(_) => return false,
+                }
+            }
+        });
     }
 }
 

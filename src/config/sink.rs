@@ -48,10 +48,11 @@ impl Memory {
     }
 }
 
-/// Reloads compare configs by their Debug form: every `Memory` sink looks the same there.
+/// Reloads compare configs by their Debug form: a `Memory` sink is named by its buffer, so
+/// moving to another buffer is a change.
 impl std::fmt::Debug for Memory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Memory")
+        write!(f, "Memory({:p})", std::sync::Arc::as_ptr(&self.0))
     }
 }
 

@@ -67,8 +67,9 @@ pub struct DeadLetter {
 /// How a batch left the gateway, as its connection's [`DeliveryTarget`] is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivered {
-    /// Every sink that takes its stream has written it (a file: the write returned; a client
-    /// sink: the peer's kernel took it).
+    /// Every sink that takes its stream is done with it: a file or stdout sink's write returned;
+    /// a client sink's peer's kernel took it; a reply sink queued it for its connection (or
+    /// counted it in `replies_dropped` when that connection was gone).
     Written,
     /// `when_full = "drop_newest"` dropped it at a full channel.
     Dropped,
@@ -80,6 +81,10 @@ pub enum Delivered {
 /// source needs to acknowledge what it read (NATS acks, `{"acked":N}`). Reports of one
 /// connection may arrive out of order when several sinks take its stream: a target that acks
 /// cumulatively keeps a watermark over `first_event`.
+///
+/// `delivered` is called on the sink thread, a client sink's thread, an io_uring worker or a
+/// tokio task: it must not block (record the report and wake whoever acks). Batches still in a
+/// lane when the process gives up at shutdown are not reported.
 pub trait DeliveryTarget: Send + Sync + std::fmt::Debug {
     /// Events `first_event .. first_event + events` of the connection ended as `outcome`.
     fn delivered(&self, first_event: u64, events: u64, outcome: Delivered);

@@ -71,7 +71,8 @@ impl Spool {
         let item = Item { d, encoded };
         let mut st = self.state.lock().unwrap();
         if st.dead {
-            item.d.fail();
+            drop(st);
+            item.d.fail(); // (dropped, and so reported, outside the lock)
             return;
         }
         st.bytes += item.bytes().len();
@@ -118,11 +119,13 @@ impl Spool {
     pub(super) fn fail_all(&self) {
         let mut st = self.state.lock().unwrap();
         st.dead = true;
-        for item in st.items.drain(..) {
-            item.d.fail();
-        }
+        let lost = std::mem::take(&mut st.items);
         st.bytes = 0;
         drop(st);
+        // Dropped (and so reported to their connections) outside the lock.
+        for item in lost {
+            item.d.fail();
+        }
         // The sink thread may be holding a batch for this spool: it is taken (and lost) now.
         self.room.notify_one();
     }

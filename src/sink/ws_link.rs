@@ -3,7 +3,8 @@
 //!
 //! Async (tokio-tungstenite, as the `ws_server` source), driven from two plain threads through
 //! the gateway's runtime [`Handle`] (`Handle::block_on`): the socket is registered with the
-//! runtime's reactor, and no runtime or thread of its own is made per connection. The stream is
+//! runtime's reactor, and no runtime of its own is made per connection (only its reply reader
+//! thread, below). The stream is
 //! split in two. The writer half stays on the client sink's thread, which connects, and sends
 //! under a timeout of one slice at a time, so that the shutdown clock is looked at while the
 //! peer is not taking them. The read half goes to a reply reader thread of the connection's

@@ -161,7 +161,7 @@ struct Worker {
     ring: IoUring,
     bufs: BufRing,
     args: WorkerArgs,
-    /// The decisions: connection states, retries, stopping (see `core`).
+    /// The decisions: connection states, retries, stopping (see `machine`).
     core: Machine,
     /// The core's actions of one step (reused).
     out: Vec<Action>,

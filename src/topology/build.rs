@@ -24,6 +24,9 @@ pub struct Staged {
 /// What the topology runs on, lent by the gateway.
 pub struct Env {
     pub read_loop: ReadLoop,
+    /// A multi-thread runtime with IO and time enabled: its workers drive the WebSocket sources,
+    /// the reply writers and (through `Handle::block_on` from their own threads) the ws_client
+    /// links. [`Topology::start`] refuses a current-thread one.
     pub runtime: tokio::runtime::Handle,
     /// A worker that cannot go on reports here (the gateway then shuts down).
     pub fatal: tokio::sync::mpsc::UnboundedSender<String>,
@@ -68,6 +71,11 @@ impl Topology {
     /// then every source.
     pub fn start(staged: Staged, env: Env) -> Result<Topology, Error> {
         let Staged { cfg, bound } = staged;
+        if env.runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return Err(Error::Runtime(
+                "the topology needs a multi-thread tokio runtime (its ws_client links block_on it from their own threads)".into(),
+            ));
+        }
         let counters = Arc::new(Counters::default());
         let shutdown = Arc::new(Shutdown::default());
         let (tx, lanes) = channel::bounded(

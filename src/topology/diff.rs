@@ -7,11 +7,10 @@
 
 use crate::config::{Config, SinkConfig, SinkKind};
 
-/// What applying a config changes, once it is known to be possible.
+/// What applying a config changes, once it is known to be possible. (From nothing, every sink is
+/// built as well: see `build`.)
 #[derive(Debug, Default)]
 pub struct Plan {
-    /// The sinks are built from nothing (start-up); else they are the running ones.
-    pub build_sinks: bool,
     /// Sinks (by index) whose file/stdout/null target changes, with their new config.
     pub retarget: Vec<(usize, SinkConfig)>,
     /// Indices in the new config's sources.
@@ -38,7 +37,6 @@ pub fn replied_sources(cfg: &Config) -> Vec<bool> {
 pub fn diff(old: Option<&Config>, new: &Config) -> Result<Plan, Vec<String>> {
     let Some(old) = old else {
         return Ok(Plan {
-            build_sinks: true,
             added: (0..new.sources.len()).collect(),
             ..Plan::default()
         });
@@ -48,7 +46,6 @@ pub fn diff(old: Option<&Config>, new: &Config) -> Result<Plan, Vec<String>> {
     let retarget = sink_changes(old, new, &mut restart);
     if restart.is_empty() {
         Ok(Plan {
-            build_sinks: false,
             retarget,
             added,
             removed,
@@ -212,7 +209,6 @@ mod tests {
     fn start_up_is_the_diff_from_nothing() {
         let c = cfg(&["a", "b"], NULL);
         let p = diff(None, &c).unwrap();
-        assert!(p.build_sinks);
         assert_eq!(p.added, vec![0, 1]);
         assert!(p.removed.is_empty() && p.retarget.is_empty());
     }
@@ -221,7 +217,6 @@ mod tests {
     fn the_same_config_changes_nothing() {
         let c = cfg(&["a", "b"], NULL);
         let p = diff(Some(&c), &cfg(&["a", "b"], NULL)).unwrap();
-        assert!(!p.build_sinks);
         assert!(p.added.is_empty() && p.removed.is_empty() && p.retarget.is_empty());
     }
 
