@@ -38,6 +38,7 @@ macro_rules! io_modes {
 
 mod config;
 mod events;
+mod logs;
 mod peer;
 mod pki;
 
@@ -46,6 +47,8 @@ mod pki;
 pub use config::*;
 #[allow(unused_imports)]
 pub use events::*;
+#[allow(unused_imports)]
+pub use logs::*;
 #[allow(unused_imports)]
 pub use peer::*;
 #[allow(unused_imports)]
@@ -143,85 +146,6 @@ pub fn standard_config(mode: &str) -> String {
 /// [`standard_on`], rendered.
 pub fn standard_config_on(mode: &str, transport: Transport) -> String {
     standard_on(mode, transport).render()
-}
-
-/// The final stderr line: `summary events_in=<n> events_out=<n> dead_lettered=<n> dropped=<n>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Summary {
-    pub events_in: u64,
-    pub events_out: u64,
-    pub dead_lettered: u64,
-    pub dropped: u64,
-}
-
-impl Summary {
-    /// Parses the last non-empty line of `stderr`, which must be the summary: `summary`
-    /// and the four counts, in order. (Whether anything follows them is checked by
-    /// [`Summary::parse_exact`], in one test of its own.)
-    pub fn parse(stderr: &str) -> Result<Summary, String> {
-        let last = last_line(stderr)?;
-        let fields: Vec<&str> = last.split_whitespace().collect();
-        let keys = ["events_in", "events_out", "dead_lettered", "dropped"];
-        if fields.len() < 5 || fields[0] != "summary" {
-            return Err(format!("last stderr line is not a summary line: {last:?}"));
-        }
-        let mut values = [0u64; 4];
-        for (i, key) in keys.iter().enumerate() {
-            let value = fields[i + 1]
-                .strip_prefix(key)
-                .and_then(|rest| rest.strip_prefix('='))
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| format!("expected {key}=<n> in summary line {last:?}"))?;
-            values[i] = value;
-        }
-        Ok(Summary {
-            events_in: values[0],
-            events_out: values[1],
-            dead_lettered: values[2],
-            dropped: values[3],
-        })
-    }
-
-    /// Like [`Summary::parse`], but the line must be exactly
-    /// `summary events_in=<n> events_out=<n> dead_lettered=<n> dropped=<n>`.
-    pub fn parse_exact(stderr: &str) -> Result<Summary, String> {
-        let summary = Summary::parse(stderr)?;
-        let want = format!(
-            "summary events_in={} events_out={} dead_lettered={} dropped={}",
-            summary.events_in, summary.events_out, summary.dead_lettered, summary.dropped
-        );
-        let last = last_line(stderr)?;
-        if last != want {
-            return Err(format!("summary line is not exactly of the documented form:\n got  {last:?}\n want {want:?}"));
-        }
-        Ok(summary)
-    }
-}
-
-fn last_line(stderr: &str) -> Result<String, String> {
-    stderr
-        .lines()
-        .map(strip_ansi)
-        .rfind(|l| !l.trim().is_empty())
-        .ok_or_else(|| "stderr is empty".to_string())
-}
-
-pub fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            // CSI: ESC [ params final-byte
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// A gateway about to be started: its temp dir exists (prepare files in it), the
@@ -687,21 +611,6 @@ pub fn check_refuses(config: &str, field: &str) -> String {
     err
 }
 
-/// A `key=value` of the `stopped:` line ringway logs before its summary (0 when absent: the
-/// line leaves out counters that are zero).
-pub fn exit_detail(stderr: &str, key: &str) -> u64 {
-    stderr
-        .lines()
-        .rev()
-        .find(|l| l.contains("stopped:"))
-        .and_then(|l| {
-            l.split_whitespace()
-                .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-                .map(|v| v.parse().unwrap())
-        })
-        .unwrap_or(0)
-}
-
 /// The path in the first `listening on unix:<path>` line, if any.
 pub fn listening_path(stderr: &str) -> Option<PathBuf> {
     listening_targets(stderr).into_iter().find_map(|t| match t {
@@ -877,18 +786,6 @@ pub fn ctl_at(socket: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// The URL of every `listening on ws://…` or `wss://…` line, in order.
-pub fn ws_urls(stderr: &str) -> Vec<String> {
-    stderr
-        .lines()
-        .filter_map(|line| {
-            let rest = &line[line.find("listening on ")? + "listening on ".len()..];
-            let word = rest.split_whitespace().next()?;
-            (word.starts_with("ws://") || word.starts_with("wss://")).then(|| word.to_string())
-        })
-        .collect()
 }
 
 /// The maximum of `/proc/sys/net/ipv4/<name>` ("min default max"), in bytes.
