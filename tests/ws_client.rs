@@ -21,6 +21,12 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// An echoing wss:// peer with the server certificate of `pki`.
+fn tls_echo_peer(pki: &Pki, port: u16, out: &std::path::Path) -> Client {
+    let (cert, key) = (pki.path("server.pem"), pki.path("server.key"));
+    peer(port, out, &["--echo", "--cert", &cert, "--key", &key])
+}
+
 fn peer(port: u16, out: &std::path::Path, extra: &[&str]) -> Client {
     let port = port.to_string();
     let out = out.to_string_lossy().into_owned();
@@ -167,17 +173,7 @@ fn wss_with_cafile_and_a_wrong_ca_or_domain() {
     let pki = Pki::new();
     let port = free_port();
     let got = pki.root().join("peer.ndjson");
-    let _peer = peer(
-        port,
-        &got,
-        &[
-            "--echo",
-            "--cert",
-            &pki.path("server.pem"),
-            "--key",
-            &pki.path("server.key"),
-        ],
-    );
+    let _peer = tls_echo_peer(&pki, port, &got);
     let url = format!("wss://localhost:{port}/");
     let with_ca = |ca: &str, domain: Option<&str>| {
         let mut tls = tls(&[("cafile", pki.path(ca))]);
@@ -393,17 +389,7 @@ fn wss_without_cafile_trusts_the_system_roots() {
     let pki = Pki::new();
     let port = free_port();
     let got = pki.root().join("peer.ndjson");
-    let _peer = peer(
-        port,
-        &got,
-        &[
-            "--echo",
-            "--cert",
-            &pki.path("server.pem"),
-            "--key",
-            &pki.path("server.key"),
-        ],
-    );
+    let _peer = tls_echo_peer(&pki, port, &got);
     let cfg = config(&format!("wss://localhost:{port}/"), |s| s);
     // (SSL_CERT_DIR empty: only SSL_CERT_FILE's roots, whatever the test's environment says.)
     let mut gw = Gateway::configure(&cfg.render())

@@ -307,17 +307,11 @@ impl Worker {
     /// Give the core one input and carry out what it decides (then answer its peeks).
     fn step(&mut self, input: Input) {
         let mut out = std::mem::take(&mut self.out);
-        let mut ingest = Ingesting {
-            links: &mut self.links,
-            sources: &self.sources,
-            bufs: &self.bufs,
-            decoders: &mut self.decoders,
-            channel: &self.args.channel,
-            counters: &self.args.counters,
-        };
-        self.core.step(input, &mut ingest, &mut out);
-        self.execute(&mut out);
-        while let Some(id) = self.stalled.pop() {
+        let mut next = Some(input);
+        while let Some(input) = next
+            .take()
+            .or_else(|| self.stalled.pop().map(Input::Stalled))
+        {
             let mut ingest = Ingesting {
                 links: &mut self.links,
                 sources: &self.sources,
@@ -326,7 +320,7 @@ impl Worker {
                 channel: &self.args.channel,
                 counters: &self.args.counters,
             };
-            self.core.step(Input::Stalled(id), &mut ingest, &mut out);
+            self.core.step(input, &mut ingest, &mut out);
             self.execute(&mut out);
         }
         self.out = out;
