@@ -3,6 +3,7 @@
 //! meta group elects one leader that every node agrees on.
 
 mod natsutil;
+mod util;
 
 use natsutil::{nats_server_version, Cluster, NATS_SERVER_VERSION};
 

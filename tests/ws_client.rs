@@ -13,14 +13,6 @@ use std::time::Duration;
 use serde_json::Value;
 use util::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// An echoing wss:// peer with the server certificate of `pki`.
 fn tls_echo_peer(pki: &Pki, port: u16, out: &std::path::Path) -> Client {
     let (cert, key) = (pki.path("server.pem"), pki.path("server.key"));

@@ -13,6 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::util::free_port;
+
 /// The version `tests/run` installs.
 pub const NATS_SERVER_VERSION: &str = "v2.15.1";
 
@@ -64,14 +66,6 @@ pub struct Node {
 pub struct Cluster {
     pub nodes: Vec<Node>,
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A plain HTTP GET on loopback: (status, body), or None if nothing answers yet.

@@ -38,6 +38,7 @@ macro_rules! io_modes {
 
 mod config;
 mod events;
+mod host;
 mod logs;
 mod peer;
 mod pki;
@@ -47,6 +48,8 @@ mod pki;
 pub use config::*;
 #[allow(unused_imports)]
 pub use events::*;
+#[allow(unused_imports)]
+pub use host::*;
 #[allow(unused_imports)]
 pub use logs::*;
 #[allow(unused_imports)]
@@ -706,11 +709,6 @@ impl io::Read for Conn {
     }
 }
 
-pub fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// Waits for `clients`, stops the gateway, and asserts that the file sink `out.ndjson` holds,
 /// for each connection in `conns`, exactly its events `0..count(c)` in order (see
 /// [`SeqChecker`]) and nothing else, and that the summary says the same with no dead letters
@@ -786,14 +784,4 @@ pub fn ctl_at(socket: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// The maximum of `/proc/sys/net/ipv4/<name>` ("min default max"), in bytes.
-pub fn tcp_mem_max(name: &str) -> u64 {
-    let path = format!("/proc/sys/net/ipv4/{name}");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    text.split_whitespace()
-        .nth(2)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{path}: {text:?} is not \"min default max\""))
 }
