@@ -76,8 +76,6 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
     }
     // Every source bound first: a taken path or port stops the gateway before anything runs.
     // Then the control socket (same path rules) and the metrics listener.
-    let report = (cfg.telemetry.clone(), cfg.shutdown_timeout);
-    let control_cfg = cfg.control.clone();
     let staged = topology::stage(cfg.clone())?;
     let control_socket = bind_control(&cfg)?;
     let metrics_listener = match cfg.metrics.listen {
@@ -111,7 +109,7 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
         &control,
         &control_socket,
         metrics_listener,
-        control_cfg,
+        cfg.control.clone(),
         &control_stop,
     );
 
@@ -149,7 +147,7 @@ pub fn run(cfg: Config, hooks: Hooks) -> Result<Outcome, Error> {
     drop(control_stop);
     runtime.shutdown_background();
     drop(control_socket);
-    write_report(&topology.counters, &report.0);
+    write_report(&topology.counters, &cfg.telemetry);
     match fatal {
         Some(e) => Err(Error::Runtime(e)),
         None => Ok(Outcome {

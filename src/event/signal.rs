@@ -45,6 +45,11 @@ impl Shutdown {
         let d = self.deadline()?;
         Some(d + self.grace.get().copied().unwrap_or_default())
     }
+
+    /// The sinks' give-up point has passed: a sink still failing stops retrying.
+    pub fn past_sink_give_up(&self) -> bool {
+        self.sink_give_up().is_some_and(|t| Instant::now() >= t)
+    }
 }
 
 /// A source's `pause` / `resume` switch, read by its connections before they read.

@@ -112,10 +112,7 @@ impl Client {
     }
 
     fn give_up_passed(&self) -> bool {
-        self.a
-            .shutdown
-            .sink_give_up()
-            .is_some_and(|t| Instant::now() >= t)
+        self.a.shutdown.past_sink_give_up()
     }
 
     fn run(mut self) {
@@ -297,6 +294,6 @@ impl Client {
     /// "Has the shutdown give-up point passed?", for a link to ask while it waits.
     fn give_up_clock(&self) -> impl Fn() -> bool {
         let shutdown = Arc::clone(&self.a.shutdown);
-        move || shutdown.sink_give_up().is_some_and(|t| Instant::now() >= t)
+        move || shutdown.past_sink_give_up()
     }
 }

@@ -35,7 +35,7 @@ use std::io::IoSlice;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::Notify;
@@ -672,11 +672,7 @@ fn write_all(
                     tracing::warn!(sink = %out.name(), error = %e, suppressed,
                         "write failed; retrying in {backoff:?} (nothing is dropped; sources wait)");
                 }
-                if ctx
-                    .shutdown
-                    .sink_give_up()
-                    .is_some_and(|t| Instant::now() >= t)
-                {
+                if ctx.shutdown.past_sink_give_up() {
                     tracing::error!(sink = %out.name(),
                         "giving up: the shutdown grace is over and the sink still fails");
                     *gave_up = true;

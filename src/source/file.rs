@@ -12,7 +12,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::SourceRt;
 use crate::config::{ChannelConfig, FileSourceConfig, SourceConfig};
@@ -67,11 +67,6 @@ pub fn start(args: Args, first: Option<File>) -> JoinHandle<()> {
         .expect("spawning a file source thread")
 }
 
-/// Past the reading deadline (shutdown requested and its grace over)?
-fn past_deadline(s: &Shutdown) -> bool {
-    s.deadline().is_some_and(|d| Instant::now() >= d)
-}
-
 fn run(args: Args, cfg: FileSourceConfig, mut file: Option<File>) {
     let mut buf = vec![0u8; cfg.buf_size.get()];
     loop {
@@ -97,7 +92,7 @@ fn run(args: Args, cfg: FileSourceConfig, mut file: Option<File>) {
         let mut offset = 0u64;
         // Read this opening of the file; Some(next) when it was replaced or truncated.
         let next = loop {
-            if past_deadline(&args.shutdown) {
+            if args.shutdown.past_deadline() {
                 break None;
             }
             match f.read(&mut buf) {
